@@ -1,0 +1,3 @@
+from certrecon.cli import main
+
+main()

@@ -1,0 +1,44 @@
+"""The ``certrecon`` command line: a thin layer over the library.
+
+Every deliberate error (``CertreconError``) becomes one line on stderr and a non-zero exit
+status: 2 for bad input, 1 for everything else. No tracebacks for operators.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from certrecon import __version__
+from certrecon.errors import CertreconError, InputError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+        except CertreconError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="certrecon")
+def cli() -> None:
+    """Reconcile ministry-channel benefit certifications against the local roster."""
+
+
+def _register() -> None:
+    # Sub-command modules import heavy libraries; they register themselves here.
+    from certrecon.cli import commands
+
+    commands.register(cli)
+
+
+def main() -> None:
+    _register()
+    cli()

@@ -1,0 +1,54 @@
+"""Helpers shared by the sub-commands: settings, services and the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import asyncpg
+
+from certrecon import logs
+from certrecon.embedded import Endpoints, endpoints
+from certrecon.settings import Settings
+from certrecon.store import db
+
+T = TypeVar("T")
+
+
+def load_settings() -> Settings:
+    logs.configure()
+    return Settings.from_env()
+
+
+@contextlib.contextmanager
+def services(settings: Settings) -> Iterator[Endpoints]:
+    with endpoints(settings) as found:
+        yield found
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """One migrated connection to the configured (or embedded) PostgreSQL."""
+    from certrecon.store.migrations import migrate
+
+    dsn = settings.database_url
+    with contextlib.ExitStack() as stack:
+        if dsn is None:
+            from certrecon.embedded.postgres import EmbeddedPostgres
+
+            dsn = stack.enter_context(EmbeddedPostgres(settings.data_dir / "postgres")).dsn
+        conn = await db.connect(dsn)
+        try:
+            await migrate(conn)
+            yield conn
+        finally:
+            await conn.close()
+
+
+def run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    async def runner() -> T:
+        return await fn()
+
+    return asyncio.run(runner())

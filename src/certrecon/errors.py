@@ -1,0 +1,60 @@
+"""The exception hierarchy. Every error certrecon raises on purpose derives from CertreconError.
+
+``retriable`` tells adapters (and tenacity policies) whether trying again can help.
+"""
+
+from __future__ import annotations
+
+
+class CertreconError(Exception):
+    """Root of every error certrecon raises deliberately."""
+
+    retriable: bool = False
+
+
+class ConfigurationError(CertreconError):
+    """A setting from the environment or the command line is missing or malformed."""
+
+
+class InputError(CertreconError):
+    """Operator input (a date, a file, an argument) is malformed; the message says which and why."""
+
+
+class CalendarError(CertreconError):
+    """A calendar question cannot be answered (e.g. a date outside the supported range)."""
+
+
+class RosterImportError(InputError):
+    """A roster file was rejected as a whole; ``problems`` lists (row number, reason) pairs."""
+
+    def __init__(self, message: str, problems: list[tuple[int, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class DatabaseUnavailableError(CertreconError):
+    """PostgreSQL could not be reached or dropped the connection; trying again may help."""
+
+    retriable = True
+
+
+class BrokerUnavailableError(CertreconError):
+    """The Kafka broker could not be reached or refused a request; trying again may help."""
+
+    retriable = True
+
+
+class MigrationError(CertreconError):
+    """The database schema is in a state the shipped migrations do not recognise."""
+
+
+class EmbeddedServiceError(CertreconError):
+    """An embedded PostgreSQL or Kafka-protocol broker failed to start or stop."""
+
+
+class ReviewError(InputError):
+    """A staff review command names an unknown certification or contradicts its state."""
+
+
+class WorkerCrashedError(CertreconError):
+    """A supervised background task of the worker died; the worker stops loudly."""
