@@ -20,7 +20,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            raise click.UsageError(str(exc), ctx) from None
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
         except CertreconError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from tenacity import (
@@ -14,6 +14,12 @@ from tenacity import (
 )
 
 from certrecon.errors import DatabaseUnavailableError
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+Conn: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[Any]"
+"""A plain connection or one acquired from a pool (the worker uses a pool)."""
 
 # Errors that mean "the server is not there (yet)": connection refused, starting up,
 # shutting down, too many connections. Anything else is a real error and is not retried.

@@ -1,0 +1,290 @@
+"""``certrecon calendar``: deadlines, year schedules and the operators' calendar overrides."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import TYPE_CHECKING
+
+import click
+
+from certrecon.cli.common import database, load_settings, run_async
+from certrecon.errors import InputError
+from certrecon.settings import Settings
+
+if TYPE_CHECKING:
+    from certrecon.calendar import WorkingCalendar
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def parse_day(text: str) -> dt.date:
+    """A calendar date written YYYY-MM-DD; anything else is an :class:`InputError`."""
+    value = text.strip()
+    if not _DATE.match(value):
+        raise InputError(f"{text!r} is not a date written YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InputError(f"{text!r} is not a valid date: {exc}") from None
+
+
+def parse_certified_at(text: str) -> dt.datetime:
+    """An RFC 3339 timestamp with its offset, or a plain date taken as a date in CST."""
+    from certrecon.domain import CST
+
+    value = text.strip()
+    if _DATE.match(value):
+        return dt.datetime.combine(parse_day(value), dt.time(0, tzinfo=CST))
+    try:
+        instant = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(
+            f"{text!r} is neither a date (YYYY-MM-DD) nor an RFC 3339 timestamp "
+            "(e.g. 2023-09-27T10:00:00+08:00)"
+        ) from None
+    if instant.utcoffset() is None:
+        raise InputError(
+            f"timestamp {text!r} has no UTC offset, so its date in China Standard Time is "
+            "unknown; add one, e.g. +08:00 or Z"
+        )
+    return instant
+
+
+def _use_database(flag: bool | None, settings: Settings) -> bool:
+    # Without a flag, follow the worker: it applies the database overrides whenever a
+    # database is configured. Starting an embedded PostgreSQL needs an explicit --db.
+    return settings.database_url is not None if flag is None else flag
+
+
+def _load(use_db: bool, settings: Settings) -> tuple[WorkingCalendar, str]:
+    from certrecon.calendar import default_calendar
+
+    cal = default_calendar()
+    if not use_db:
+        return cal, f"{cal.package_label} + shipped data"
+
+    async def go() -> WorkingCalendar:
+        from certrecon.store.calendar_overrides import load_calendar
+
+        async with database(settings) as conn:
+            return await load_calendar(conn)
+
+    return run_async(go), f"{cal.package_label} + shipped data + database overrides"
+
+
+_DB_OPTION = click.option(
+    "--db/--no-db",
+    "use_db",
+    default=None,
+    help="Apply the database overrides (default: when CERTRECON_DATABASE_URL is set).",
+)
+
+
+@click.group("calendar")
+def calendar() -> None:
+    """Working days of mainland China and certification deadlines."""
+
+
+@calendar.command()
+@click.argument("when")
+@click.option(
+    "--working-days",
+    "-n",
+    type=int,
+    default=None,
+    help="Working days allowed (default: CERTRECON_DEADLINE_WORKING_DAYS, normally 5).",
+)
+@_DB_OPTION
+def due(when: str, working_days: int | None, use_db: bool | None) -> None:
+    """Print the due date and deadline of a certification made at WHEN.
+
+    WHEN is an RFC 3339 timestamp with an offset (2023-09-27T10:00:00+08:00) or a plain
+    date, taken as the certification date in China Standard Time.
+    """
+    from certrecon.calendar import YearStatus, compute_deadline
+
+    certified_at = parse_certified_at(when)
+    settings = load_settings()
+    n = settings.deadline_working_days if working_days is None else working_days
+    if n < 1:
+        raise InputError(f"--working-days must be at least 1, not {n}")
+    cal, described = _load(_use_database(use_db, settings), settings)
+    result = compute_deadline(certified_at, cal, n)
+    if result.provisional:
+        years = range(result.local_date.year, result.due_date.year + 1)
+        missing = ", ".join(str(y) for y in years if cal.year_status(y) is YearStatus.PROVISIONAL)
+        flag = f"yes: no published schedule for {missing}; recompute once it is published"
+    else:
+        flag = "no"
+    click.echo(f"certification date  {result.local_date.isoformat()} (China Standard Time)")
+    click.echo(f"due date            {result.due_date.isoformat()} ({n} working days later)")
+    click.echo(
+        f"deadline            {result.deadline.isoformat()} "
+        f"(24:00 CST on {result.due_date.isoformat()})"
+    )
+    click.echo(f"provisional         {flag}")
+    click.echo(f"calendar            {described}")
+
+
+@calendar.command()
+@click.argument("year", type=int)
+@_DB_OPTION
+def year(year: int, use_db: bool | None) -> None:
+    """Print YEAR's holidays, make-up working days and status (official or provisional)."""
+    from certrecon.calendar import YearStatus
+
+    settings = load_settings()
+    cal, described = _load(_use_database(use_db, settings), settings)
+    schedule = cal.year_schedule(year)
+    click.echo(f"{year}: {schedule.status} ({schedule.status_source})")
+    click.echo(f"calendar: {described}")
+    click.echo(f"working days: {schedule.working_day_count}")
+    click.echo("holidays (days off other than ordinary weekends):")
+    for entry in schedule.holidays:
+        weekday = _WEEKDAYS[entry.day.weekday()]
+        click.echo(f"  {entry.day.isoformat()} {weekday}  {entry.name}  [{entry.source}]")
+    click.echo("make-up working days (调休上班):")
+    if not schedule.makeup_working_days:
+        click.echo(
+            "  none known"
+            + (" (not published yet)" if schedule.status is YearStatus.PROVISIONAL else "")
+        )
+    for entry in schedule.makeup_working_days:
+        weekday = _WEEKDAYS[entry.day.weekday()]
+        click.echo(f"  {entry.day.isoformat()} {weekday}  [{entry.source}]")
+    if schedule.overrides:
+        click.echo("overrides in force:")
+        for override, layer in schedule.overrides:
+            kind = "working" if override.working else "day off"
+            click.echo(f"  {override.day.isoformat()}  {kind}  [{layer}: {override.source}]")
+
+
+@calendar.group()
+def override() -> None:
+    """Manage the database overrides, which beat the holidays package and the shipped data."""
+
+
+@override.command("add")
+@click.argument("day")
+@click.option(
+    "--working/--day-off",
+    "working",
+    default=None,
+    help="Whether DAY is a working day or a day off (one is required).",
+)
+@click.option("--source", required=True, help="The notice number, e.g. 国办发明电〔2023〕7号.")
+def override_add(day: str, working: bool | None, source: str) -> None:
+    """Store that DAY (YYYY-MM-DD) is a working day or a day off."""
+    parsed = parse_day(day)
+    if working is None:
+        raise InputError("say whether the day is worked: --working or --day-off")
+    settings = load_settings()
+
+    async def go() -> tuple[str, bool]:
+        from certrecon.calendar import YearStatus
+        from certrecon.store import calendar_overrides as repo
+
+        async with database(settings) as conn:
+            stored = await repo.add_override(conn, parsed, working, source)
+            cal = await repo.load_calendar(conn)
+            kind = "working day" if stored.working else "day off"
+            return f"{stored.day.isoformat()}: {kind} ({stored.source})", (
+                cal.year_status(parsed.year) is YearStatus.PROVISIONAL
+            )
+
+    line, provisional = run_async(go)
+    click.echo(f"stored override {line}")
+    if provisional:
+        click.echo(
+            f"{parsed.year} stays provisional until its schedule is declared published: "
+            f"certrecon calendar publish {parsed.year} --source <notice number>"
+        )
+
+
+@override.command("list")
+def override_list() -> None:
+    """List the database overrides and the years declared published."""
+    settings = load_settings()
+
+    async def go() -> list[str]:
+        from certrecon.store import calendar_overrides as repo
+
+        async with database(settings) as conn:
+            days = await repo.list_overrides(conn)
+            years = await repo.list_published_years(conn)
+        lines = ["days:"] + [
+            f"  {o.day.isoformat()}  {'working' if o.working else 'day off'}  {o.source}  "
+            f"(added {o.created_at.isoformat(timespec='seconds')})"
+            for o in days
+        ]
+        if not days:
+            lines.append("  none")
+        lines.append("published years:")
+        lines += [
+            f"  {y.year}  {y.source}  (added {y.created_at.isoformat(timespec='seconds')})"
+            for y in years
+        ]
+        if not years:
+            lines.append("  none")
+        return lines
+
+    for line in run_async(go):
+        click.echo(line)
+
+
+@override.command("remove")
+@click.argument("day")
+def override_remove(day: str) -> None:
+    """Delete the database override for DAY (YYYY-MM-DD)."""
+    parsed = parse_day(day)
+    settings = load_settings()
+
+    async def go() -> bool:
+        from certrecon.store.calendar_overrides import remove_override
+
+        async with database(settings) as conn:
+            return await remove_override(conn, parsed)
+
+    if not run_async(go):
+        raise InputError(f"there is no database override for {parsed.isoformat()}")
+    click.echo(f"removed the override for {parsed.isoformat()}")
+
+
+@calendar.command()
+@click.argument("year", type=int)
+@click.option("--source", required=True, help="The notice number, e.g. 国办发明电〔2026〕12号.")
+def publish(year: int, source: str) -> None:
+    """Declare YEAR's official schedule published: its deadlines stop being provisional.
+
+    Add the year's days off and make-up working days as overrides first, unless the
+    installed holidays package already has them.
+    """
+    settings = load_settings()
+
+    async def go() -> str:
+        from certrecon.store.calendar_overrides import publish_year
+
+        async with database(settings) as conn:
+            stored = await publish_year(conn, year, source)
+        return f"{stored.year} declared official ({stored.source})"
+
+    click.echo(run_async(go))
+
+
+@calendar.command()
+@click.argument("year", type=int)
+def unpublish(year: int) -> None:
+    """Withdraw the database declaration that YEAR's schedule is published."""
+    settings = load_settings()
+
+    async def go() -> bool:
+        from certrecon.store.calendar_overrides import unpublish_year
+
+        async with database(settings) as conn:
+            return await unpublish_year(conn, year)
+
+    if not run_async(go):
+        raise InputError(f"{year} is not declared published in the database")
+    click.echo(f"withdrew the declaration for {year}")
