@@ -1,0 +1,362 @@
+"""The inbound wire schema (``schema_version`` 1) as pydantic models, and the decoding outcome.
+
+Every rule of the contract is checked inside the models, field by field, so that pydantic
+collects all failures of one message in a single pass; ``decode`` turns them into the stable
+error texts below. Rules that depend on where and when a message arrived (the topic's
+channel, the receiving clock) read them from the validation context.
+
+Decisions (the contract leaves them open):
+
+* ``null`` in an optional field (``subject.id_type``, ``on_behalf``, ``residence``,
+  ``residence.country``, ``residence.region_code``) means the same as leaving it out.
+* Names are kept exactly as sent (no stripping; the reconciliation rules normalise them).
+  They must be 1–64 characters, not blank, and free of control characters and line
+  separators.
+* ``certified_at``: ``T``/``Z`` may be lower case (RFC 3339 §5.6), fractions of up to 9
+  digits are accepted (truncated to microseconds), leap second 60 is rejected. Times
+  before 2000-01-01 China Standard Time are rejected as implausible; this also keeps
+  every date computation downstream clear of ``datetime`` overflow.
+* ``residence.country`` is checked against the shape ``^[A-Z]{2}$`` of the normative
+  schema, not against the list of assigned ISO 3166-1 codes.
+* Error texts never contain names or ID numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from certrecon.domain import CST, Certification, Channel, FaceMatch, IdType, Method, Person
+from certrecon.ids import id_number_problems, normalise_id_number
+
+__all__ = [
+    "CERTIFICATION_ID_PATTERN",
+    "EARLIEST_CERTIFIED_AT",
+    "MESSAGE_NOT_JSON",
+    "MESSAGE_NOT_OBJECT",
+    "MESSAGE_NOT_UTF8",
+    "MESSAGE_TOMBSTONE",
+    "CertificationWire",
+    "DecodeContext",
+    "Decoded",
+    "Invalid",
+    "OnBehalfWire",
+    "ResidenceWire",
+    "SubjectWire",
+    "Timestamp",
+    "Valid",
+    "certified_at_problems",
+    "parse_rfc3339",
+]
+
+CERTIFICATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+EARLIEST_CERTIFIED_AT = dt.datetime(2000, 1, 1, tzinfo=CST)
+"""Certification times before this are rejected as implausible."""
+
+MESSAGE_TOMBSTONE = "message: no value (tombstone)"
+MESSAGE_NOT_UTF8 = "message: not valid UTF-8"
+MESSAGE_NOT_JSON = "message: not valid JSON"
+MESSAGE_NOT_OBJECT = "message: not a JSON object"
+
+# The error type of every rule checked here in Python; ``decode`` expands its ctx.
+ERROR_TYPE = "certrecon"
+
+TEXT_REQUIRED = "required"
+TEXT_CERTIFIED_AT_FORMAT = "must be an RFC 3339 timestamp with an explicit offset"
+TEXT_CERTIFIED_AT_EARLY = "is before 2000-01-01, not a plausible certification time"
+TEXT_NAME_BLANK = "must not be blank"
+TEXT_NAME_CONTROL = "must not contain control characters"
+TEXT_COUNTRY_REQUIRED = "required on the consular channel"
+TEXT_COUNTRY_CN = "must not be CN on the consular channel"
+
+FIELD_TEXTS: Mapping[str, str] = MappingProxyType(
+    {
+        "schema_version": "must be the integer 1",
+        "certification_id": "must be a string of 1–64 characters from A-Z a-z 0-9 _ -",
+        "channel": "must be one of national_platform, 12333, essc, consular",
+        "subject": "must be an object",
+        "subject.id_type": "must be one of resident_id, hmt_residence_permit, "
+        "foreign_permanent_resident",
+        "subject.id_number": "must be a string",
+        "subject.name": "must be a string of 1–64 characters",
+        "certified_at": TEXT_CERTIFIED_AT_FORMAT,
+        "method": "must be one of face, face_video, assisted",
+        "face_match": "must be one of pass, fail",
+        "on_behalf": "must be an object or null",
+        "on_behalf.id_number": "must be a string",
+        "on_behalf.name": "must be a string of 1–64 characters",
+        "residence": "must be an object or null",
+        "residence.country": "must be an ISO 3166-1 alpha-2 code in upper case",
+        "residence.region_code": "must be a string or null",
+        "insured_region": "must be 6 digits",
+    }
+)
+"""The text for a field whose value has the wrong type or shape (pydantic's own checks)."""
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+_FRACTION = re.compile(r"\.([0-9]{1,9})")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+class DecodeContext(NamedTuple):
+    """Where and when a message arrived; passed to the models as validation context."""
+
+    topic: str
+    channel: Channel
+    received_at: dt.datetime
+    max_skew: dt.timedelta
+
+
+class Timestamp(NamedTuple):
+    """A certification time: the text as received and its timezone-aware value."""
+
+    raw: str
+    value: dt.datetime
+
+
+def parse_rfc3339(raw: str) -> dt.datetime | None:
+    """An RFC 3339 date-time with an explicit offset as an aware datetime, else ``None``."""
+    if len(raw) > 40 or not _RFC3339.fullmatch(raw):
+        return None
+    text = raw.upper()
+    # fromisoformat of Python 3.11 takes at most 6 fraction digits in some positions.
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text)
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.utcoffset() is not None else None
+
+
+def _fail(*problems: str, sub: str | None = None) -> PydanticCustomError:
+    return PydanticCustomError(ERROR_TYPE, "{problems}", {"problems": problems, "sub": sub})
+
+
+def _context(info: ValidationInfo) -> DecodeContext:
+    ctx = info.context
+    if not isinstance(ctx, DecodeContext):
+        raise TypeError("validate with context=DecodeContext(...)")
+    return ctx
+
+
+def _check_name(value: str) -> str:
+    problems = []
+    if not value.strip():
+        problems.append(TEXT_NAME_BLANK)
+    if _CONTROL.search(value):
+        problems.append(TEXT_NAME_CONTROL)
+    if problems:
+        raise _fail(*problems)
+    return value
+
+
+def _null_is_resident(value: object) -> object:
+    return IdType.RESIDENT_ID.value if value is None else value
+
+
+def _parse_certified_at(value: object, info: ValidationInfo) -> Timestamp:
+    ctx = _context(info)
+    parsed = parse_rfc3339(value) if isinstance(value, str) else None
+    if parsed is None or not isinstance(value, str):
+        raise _fail(TEXT_CERTIFIED_AT_FORMAT)
+    problems = certified_at_problems(parsed, ctx)
+    if problems:
+        raise _fail(*problems)
+    return Timestamp(value, parsed)
+
+
+def certified_at_problems(parsed: dt.datetime, ctx: DecodeContext) -> list[str]:
+    """The range rules of a parsed ``certified_at``: not implausibly early, not in the future."""
+    problems = []
+    if parsed < EARLIEST_CERTIFIED_AT:
+        problems.append(TEXT_CERTIFIED_AT_EARLY)
+    if parsed - ctx.received_at > ctx.max_skew:
+        problems.append(f"is more than {_describe(ctx.max_skew)} after the time of receipt")
+    return problems
+
+
+def _describe(span: dt.timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute" if minutes == 1 else f"{minutes} minutes"
+    return f"{seconds} seconds"
+
+
+def _check_id_number(value: str, id_type: IdType | None, info: ValidationInfo) -> str:
+    today = _context(info).received_at.astimezone(CST).date()
+    problems = id_number_problems(value, id_type, today=today)
+    if problems:
+        raise _fail(*problems)
+    return normalise_id_number(value)
+
+
+Name = Annotated[StrictStr, Field(min_length=1, max_length=64), AfterValidator(_check_name)]
+
+
+class SubjectWire(BaseModel):
+    """``subject``: whose benefit is being certified."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    # Declared before id_number so that id_number's validator can read it.
+    id_type: Annotated[IdType, BeforeValidator(_null_is_resident)] = IdType.RESIDENT_ID
+    id_number: StrictStr
+    name: Name
+
+    @field_validator("id_number")
+    @classmethod
+    def _id_number(cls, value: str, info: ValidationInfo) -> str:
+        # Absent from info.data when id_type itself failed; its own error says so.
+        id_type = info.data.get("id_type")
+        return _check_id_number(value, id_type if isinstance(id_type, IdType) else None, info)
+
+
+class OnBehalfWire(BaseModel):
+    """``on_behalf``: the person who certified for the subject (代他人认证)."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    id_number: StrictStr
+    name: Name
+
+    @field_validator("id_number")
+    @classmethod
+    def _id_number(cls, value: str, info: ValidationInfo) -> str:
+        return _check_id_number(value, None, info)
+
+
+class ResidenceWire(BaseModel):
+    """``residence``: where the subject lives."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    country: Annotated[StrictStr, Field(pattern=r"^[A-Z]{2}$")] | None = None
+    region_code: StrictStr | None = None
+
+
+class CertificationWire(BaseModel):
+    """An inbound certification, ``schema_version`` 1; unknown top-level fields are kept."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="allow")
+
+    schema_version: Annotated[StrictInt, Field(ge=1, le=1)]
+    certification_id: Annotated[StrictStr, Field(pattern=CERTIFICATION_ID_PATTERN)]
+    channel: Channel
+    subject: SubjectWire
+    certified_at: Annotated[Timestamp, PlainValidator(_parse_certified_at)]
+    method: Method
+    face_match: FaceMatch
+    on_behalf: OnBehalfWire | None = None
+    # validate_default: the consular rule must also fire when residence is left out.
+    residence: ResidenceWire | None = Field(default=None, validate_default=True)
+    insured_region: Annotated[StrictStr, Field(pattern=r"^[0-9]{6}$")]
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: Channel, info: ValidationInfo) -> Channel:
+        ctx = _context(info)
+        if value is not ctx.channel:
+            raise _fail(
+                f"{value.value} does not match topic {ctx.topic} (channel {ctx.channel.value})"
+            )
+        return value
+
+    @field_validator("residence")
+    @classmethod
+    def _residence(cls, value: ResidenceWire | None, info: ValidationInfo) -> ResidenceWire | None:
+        # The topic decides the channel: a message claiming another one is rejected anyway.
+        if _context(info).channel is Channel.CONSULAR:
+            country = value.country if value is not None else None
+            if country is None:
+                raise _fail(TEXT_COUNTRY_REQUIRED, sub="country")
+            if country == "CN":
+                raise _fail(TEXT_COUNTRY_CN, sub="country")
+        return value
+
+    def to_certification(self) -> Certification:
+        """The domain object for this (valid) message."""
+        on_behalf = self.on_behalf
+        return Certification(
+            certification_id=self.certification_id,
+            channel=self.channel,
+            id_type=self.subject.id_type,
+            id_number=self.subject.id_number,
+            name=self.subject.name,
+            certified_at=self.certified_at.value,
+            certified_at_raw=self.certified_at.raw,
+            method=self.method,
+            face_match=self.face_match,
+            insured_region=self.insured_region,
+            on_behalf=None if on_behalf is None else _person(on_behalf),
+            residence_country=None if self.residence is None else self.residence.country,
+        )
+
+
+def _person(wire: OnBehalfWire) -> Person:
+    return Person(id_number=wire.id_number, name=wire.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Valid:
+    """A message that passed every rule."""
+
+    certification: Certification
+    raw: bytes
+    """The message value exactly as received."""
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """Unknown top-level fields, kept as parsed (nested unknown fields live in ``raw``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A message that could not be decoded or failed at least one rule.
+
+    The partial fields are what could still be read, for the ``invalid_record`` result and
+    the dead letter; each is ``None`` when unusable.
+    """
+
+    channel: Channel
+    """The channel of the topic the message arrived on."""
+    errors: tuple[str, ...]
+    """Every failed rule as ``"<field path>: <text>"``, in field order."""
+    raw: bytes | None
+    certification_id: str | None = None
+    """Set when present, a string and of the right shape; only then is a result due."""
+    id_number: str | None = None
+    """Normalised subject ID number, set only when the number itself is valid."""
+    id_number_as_sent: str | None = None
+    """The subject ID number as sent, when it is a string of at most 64 characters."""
+    certified_at: dt.datetime | None = None
+    """Set when ``certified_at`` itself passed every rule, so date arithmetic on it is safe."""
+    certified_at_raw: str | None = None
+    """``certified_at`` as sent, when it is a string of at most 64 characters."""
+
+    @property
+    def reason(self) -> str:
+        """All errors in one line, for the ``reason`` of an ``invalid_record`` result."""
+        return "; ".join(self.errors)
+
+
+Decoded = Valid | Invalid
