@@ -1,0 +1,70 @@
+"""Name normalisation for comparing a certification's name with the roster's.
+
+Real rosters and real input methods disagree on width, spacing, letter case and on which
+dot separates the parts of minority and foreign names (阿依古丽·买买提); they do not
+disagree on the characters of a name. Normalisation removes the former and keeps the latter.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+MIDDLE_DOT = "\u00b7"
+"""The one separator every middle-dot variant becomes (GB 18030 and the ID card use it)."""
+
+# Code points that input methods, fonts and older encodings put where a name has its
+# middle dot. Full-width variants are listed even though NFKC already folds some of them,
+# so the table stays correct whatever NFKC does to the others.
+_DOT_VARIANTS = (
+    "\u00b7"  # · MIDDLE DOT
+    "\u0387"  # · GREEK ANO TELEIA (NFKC folds it to U+00B7; listed for clarity)
+    "\u2022"  # • BULLET
+    "\u2024"  # ․ ONE DOT LEADER
+    "\u2027"  # ‧ HYPHENATION POINT (Big5 text)
+    "\u2219"  # ∙ BULLET OPERATOR
+    "\u22c5"  # ⋅ DOT OPERATOR
+    "\u2e31"  # ⸱ WORD SEPARATOR MIDDLE DOT
+    "\u30fb"  # ・ KATAKANA MIDDLE DOT (Japanese input methods)
+    "\uff65"  # ･ HALFWIDTH KATAKANA MIDDLE DOT
+    "\uff0e"  # ． FULLWIDTH FULL STOP
+    "\ufe52"  # ﹒ SMALL FULL STOP
+    "."  # the ASCII full stop, which NFKC makes of the two above
+)
+_UNIFY_DOTS = str.maketrans(dict.fromkeys(_DOT_VARIANTS, MIDDLE_DOT))
+
+# Invisible characters that copy-and-paste from web pages and spreadsheets leaves inside
+# names; str.isspace() does not see them.
+_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")
+
+
+def normalise_name(name: str) -> str:
+    """The comparison form of a person's name.
+
+    NFKC (full-width letters, digits and spaces become their ordinary forms), no whitespace
+    at all (including the ideographic space U+3000 and invisible zero-width characters), one
+    middle dot for all of its variants, and case-folded letters (``Smith`` = ``SMITH``).
+
+    Traditional and simplified characters are deliberately *not* unified: doing so needs a
+    conversion dictionary, the mapping is many-to-one (發/髮 → 发, 後/后 → 后), and a few
+    characters are distinct surnames in both scripts (于/於, 肖/蕭), so conversion could make
+    two different people's names equal. Such a mismatch goes to identity_mismatch, where a
+    person looks at it.
+    """
+    current = name
+    # Each step can expose work for another: NFKC turns some marks into a space plus a
+    # combining mark (¨ → " ̈"), removing a space lets NFKC compose a mark with the letter
+    # before it, and case folding can leave a string that is no longer NFKC. A few rounds
+    # reach the fixed point, which makes the function idempotent.
+    for _ in range(4):
+        folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", current).casefold())
+        kept = "".join(ch for ch in folded if not ch.isspace() and ch not in _INVISIBLE)
+        step = kept.translate(_UNIFY_DOTS)
+        if step == current:
+            break
+        current = step
+    return current
+
+
+def same_name(a: str, b: str) -> bool:
+    """True when the two names are equal after :func:`normalise_name`."""
+    return normalise_name(a) == normalise_name(b)
