@@ -52,6 +52,7 @@ class Settings:
     deadline_working_days: int = 5
     batch_max_records: int = 2000
     batch_timeout_ms: int = 500
+    batch_fill_ms: int = 50
     relay_batch_size: int = 1000
     relay_idle_seconds: float = 0.2
     monitor_interval_seconds: float = 60.0
@@ -135,6 +136,7 @@ class Settings:
             deadline_working_days=integer("CERTRECON_DEADLINE_WORKING_DAYS", 5, 1),
             batch_max_records=integer("CERTRECON_BATCH_MAX_RECORDS", 2000, 1),
             batch_timeout_ms=integer("CERTRECON_BATCH_TIMEOUT_MS", 500, 1),
+            batch_fill_ms=integer("CERTRECON_BATCH_FILL_MS", 50, 0),
             relay_batch_size=integer("CERTRECON_RELAY_BATCH_SIZE", 1000, 1),
             relay_idle_seconds=number("CERTRECON_RELAY_IDLE_SECONDS", 0.2),
             monitor_interval_seconds=number("CERTRECON_MONITOR_INTERVAL_SECONDS", 60.0),

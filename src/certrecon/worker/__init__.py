@@ -1,0 +1,1 @@
+"""The always-on service: batch loop, outbox relay, deadline monitor, health, shutdown."""

@@ -1,0 +1,351 @@
+"""The worker: wires the adapters, runs supervised background tasks, shuts down cleanly.
+
+Every background task is named and supervised: if one ends while the worker should be
+running, the worker stops the others and raises ``WorkerCrashedError`` (exit status 1),
+so a process supervisor restarts it. A stop request (SIGTERM/SIGINT set the stop event)
+lets the consumer finish and commit the batch in hand, then the relay drains the outbox,
+all within ``shutdown_grace_seconds``; whatever is still running after that is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from certrecon.calendar import WorkingCalendar
+from certrecon.errors import WorkerCrashedError
+from certrecon.logs import get_logger
+from certrecon.settings import Settings
+from certrecon.store import db
+from certrecon.store.calendar_overrides import load_calendar
+from certrecon.store.migrations import migrate
+from certrecon.worker import kafka
+from certrecon.worker.metrics import Metrics
+from certrecon.worker.pipeline import BatchReport, Inbound, PipelineConfig, process_batch
+from certrecon.worker.relay import OutboxRelay, RelayReport
+
+log = get_logger(__name__)
+
+Clock = Callable[[], dt.datetime]
+Service = Callable[["Worker", asyncio.Event], Coroutine[Any, Any, None]]
+"""An extra supervised background task: runs until the stop event is set."""
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class WorkerState:
+    """What health checks and metrics read."""
+
+    assigned: frozenset[TopicPartition] = frozenset()
+    started: bool = False
+    last_batch_at: dt.datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        dsn: str,
+        bootstrap: str,
+        clock: Clock = utc_now,
+        services: Sequence[tuple[str, Service]] = (),
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.dsn = dsn
+        self.bootstrap = bootstrap
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+        self.state = WorkerState()
+        self._services = list(services)
+        self._batch_lock = asyncio.Lock()
+        self._lag_at: dt.datetime | None = None
+        self.pool: asyncpg.Pool[Any] | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.calendar: WorkingCalendar | None = None
+        self.relay: OutboxRelay | None = None
+        self.config = PipelineConfig(
+            topic_channels=settings.topic_channels(),
+            region_prefix=settings.region,
+            result_topic=settings.result_topic,
+            dead_letter_topic=settings.dead_letter_topic,
+            group_id=settings.group_id,
+            working_days=settings.deadline_working_days,
+            max_skew=dt.timedelta(seconds=settings.max_clock_skew_seconds),
+        )
+
+    async def refresh_calendar(self) -> WorkingCalendar:
+        assert self.pool is not None
+        async with self.pool.acquire() as conn:
+            self.calendar = await load_calendar(conn)
+        return self.calendar
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        async with contextlib.AsyncExitStack() as stack:
+            conn = await db.connect(self.dsn)
+            try:
+                applied = await migrate(conn)
+            finally:
+                await conn.close()
+            if applied:
+                log.info("migrations applied", names=applied)
+            self.pool = await db.create_pool(self.dsn, min_size=2, max_size=6)
+            stack.push_async_callback(self.pool.close)
+            await self.refresh_calendar()
+            if s.create_topics:
+                topics = [*s.channel_topics.values(), s.result_topic, s.dead_letter_topic]
+                topics.append(s.sla_alert_topic)
+                created = await kafka.ensure_topics(self.bootstrap, topics, s.topic_partitions)
+                if created:
+                    log.info("topics created", topics=created)
+            producer = await kafka.start_producer(self.bootstrap)
+            stack.push_async_callback(producer.stop)
+            consumer = kafka.make_consumer(
+                self.bootstrap, s.group_id, max_poll_records=s.batch_max_records
+            )
+            listener = kafka.StoredOffsetsListener(consumer, self._load_offsets, self._batch_lock)
+            consumer.subscribe(list(s.channel_topics.values()), listener=listener)
+            await kafka.start_consumer(consumer)
+            stack.push_async_callback(consumer.stop)
+            self.consumer = consumer
+            self.relay = OutboxRelay(
+                self.pool,
+                producer,
+                batch_size=s.relay_batch_size,
+                idle_seconds=s.relay_idle_seconds,
+                clock=self.clock,
+                on_sent=self._count_sent,
+            )
+            self.state.started = True
+            log.info("worker started", group=s.group_id, topics=sorted(s.channel_topics.values()))
+            await self._supervise(stop, listener)
+            log.info("worker stopped")
+
+    async def _supervise(self, stop: asyncio.Event, listener: kafka.StoredOffsetsListener) -> None:
+        assert self.relay is not None
+        relay_stop = asyncio.Event()
+        consume = asyncio.create_task(self._consume(stop, listener), name="consume")
+        relay = asyncio.create_task(self.relay.run(relay_stop), name="relay")
+        extra = [
+            asyncio.create_task(service(self, stop), name=name) for name, service in self._services
+        ]
+        tasks = [consume, relay, *extra]
+        stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+        done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+        # A task that ends cleanly once a stop was requested has simply finished.
+        died = [
+            t
+            for t in done
+            if t is not stopping
+            and not (stop.is_set() and not t.cancelled() and t.exception() is None)
+        ]
+        for t in died:
+            exc = None if t.cancelled() else t.exception()
+            log.error(
+                "background task ended unexpectedly",
+                task=t.get_name(),
+                error=repr(exc) if exc else "returned",
+            )
+        stop.set()
+        stopping.cancel()
+        try:
+            async with asyncio.timeout(self.settings.shutdown_grace_seconds):
+                # Order matters: the last batch commits before the relay drains its results.
+                await asyncio.wait([consume, *extra])
+                relay_stop.set()
+                await asyncio.wait([relay])
+        except TimeoutError:
+            log.error(
+                "shutdown grace period exceeded; cancelling",
+                grace=self.settings.shutdown_grace_seconds,
+            )
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if died:
+            names = ", ".join(t.get_name() for t in died)
+            first = next((t.exception() for t in died if not t.cancelled() and t.exception()), None)
+            raise WorkerCrashedError(f"background task(s) {names} died: {first!r}") from first
+        for t in tasks:
+            if not t.cancelled() and t.exception() is not None:
+                raise WorkerCrashedError(
+                    f"background task {t.get_name()} failed during shutdown: {t.exception()!r}"
+                ) from t.exception()
+
+    async def _load_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        assert self.pool is not None
+        rows = await self.pool.fetch(
+            """
+            SELECT topic, kafka_partition, next_offset FROM consumer_offset
+            WHERE group_id = $1 AND topic = ANY($2::text[])
+            """,
+            self.settings.group_id,
+            sorted({tp.topic for tp in tps}),
+        )
+        stored = {TopicPartition(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
+        return {tp: off for tp, off in stored.items() if tp in set(tps)}
+
+    async def _consume(self, stop: asyncio.Event, listener: kafka.StoredOffsetsListener) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        while not stop.is_set():
+            data = await self._fetch_batch(consumer)
+            self.state.assigned = listener.assigned
+            await self._update_lag(consumer, listener)
+            if not data:
+                continue
+            async with self._batch_lock:
+                records = self._owned_records(consumer, listener, data)
+                if not records:
+                    continue
+                report = await self._process(records)
+                self._after_batch(report)
+                await self._commit_to_kafka(consumer, report, listener.assigned)
+
+    async def _fetch_batch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """Up to ``batch_max_records`` records, gathered for at most ``batch_fill_ms``.
+
+        ``getmany`` returns as soon as any partition has data, often a few hundred records;
+        filling the batch a little longer makes far fewer, larger transactions under load.
+        """
+        limit = self.settings.batch_max_records
+        data: dict[TopicPartition, list[Any]] = await consumer.getmany(
+            timeout_ms=self.settings.batch_timeout_ms, max_records=limit
+        )
+        total = sum(map(len, data.values()))
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.settings.batch_fill_ms / 1000
+        while data and total < limit and (left := until - loop.time()) > 0:
+            more = await consumer.getmany(timeout_ms=int(left * 1000), max_records=limit - total)
+            if not more:
+                break
+            for tp, messages in more.items():
+                data.setdefault(tp, []).extend(messages)
+            total += sum(map(len, more.values()))
+        return data
+
+    @staticmethod
+    def _owned_records(
+        consumer: AIOKafkaConsumer,
+        listener: kafka.StoredOffsetsListener,
+        data: dict[TopicPartition, list[Any]],
+    ) -> list[Inbound]:
+        """The fetched records this worker may process now.
+
+        A partition already revoked is skipped: its next owner reads from the stored offset.
+        A partition assigned but not yet positioned at its stored offset is rewound, so its
+        records are fetched again once the assignment callback has sought.
+        """
+        ready = listener.assigned
+        current = consumer.assignment()
+        records: list[Inbound] = []
+        for tp, messages in data.items():
+            if tp in ready:
+                records.extend(
+                    Inbound(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
+                    for m in messages
+                )
+            elif tp in current and messages:
+                consumer.seek(tp, messages[0].offset)
+        return records
+
+    async def _process(self, records: list[Inbound]) -> BatchReport:
+        assert self.pool is not None
+        assert self.calendar is not None
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(db.RETRIABLE_DB_ERRORS),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            stop=stop_after_delay(60),
+            reraise=True,
+        ):
+            with attempt:
+                async with self.pool.acquire() as conn:
+                    return await process_batch(
+                        conn,
+                        records,
+                        config=self.config,
+                        calendar=self.calendar,
+                        now=self.clock(),
+                    )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _after_batch(self, report: BatchReport) -> None:
+        assert self.relay is not None
+        self.relay.wake.set()
+        self.state.last_batch_at = self.clock()
+        m = self.metrics
+        m.batches.inc()
+        for (channel, outcome), n in report.decided.items():
+            m.decided.labels(channel, outcome).inc(n)
+        m.duplicates.inc(report.duplicates)
+        m.dead_letters.inc(report.dead_letters)
+        for channel, n in report.consumed_by_channel.items():
+            m.consumed.labels(channel).inc(n)
+        structlog.get_logger("certrecon.batch").info(
+            "batch committed",
+            consumed=report.consumed,
+            decided=sum(report.decided.values()),
+            duplicates=report.duplicates,
+            dead_letters=report.dead_letters,
+        )
+
+    async def _commit_to_kafka(
+        self,
+        consumer: AIOKafkaConsumer,
+        report: BatchReport,
+        owned: frozenset[TopicPartition],
+    ) -> None:
+        # PostgreSQL holds the authoritative offsets; committing them to the group too lets
+        # standard Kafka lag tooling see progress. A failure here loses nothing.
+        offsets = {
+            TopicPartition(t, p): off
+            for (t, p), off in report.next_offsets.items()
+            if TopicPartition(t, p) in owned
+        }
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:
+            log.warning("kafka offset commit failed", error=repr(exc))
+
+    async def _update_lag(
+        self, consumer: AIOKafkaConsumer, listener: kafka.StoredOffsetsListener
+    ) -> None:
+        now = self.clock()
+        if self._lag_at is not None and (now - self._lag_at).total_seconds() < 5:
+            return
+        self._lag_at = now
+        for tp in listener.assigned:
+            # The fetch high watermark is trusted over ListOffsets, which some brokers
+            # answer with a stale end.
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            position = await consumer.position(tp)
+            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                max(0, high - position)
+            )
+
+    def _count_sent(self, report: RelayReport) -> None:
+        for kind, n in report.by_kind.items():
+            self.metrics.published.labels(kind).inc(n)
+        self.metrics.returned.inc(report.returned)
+        for (channel, outcome, on_time), n in report.returned_by.items():
+            self.metrics.count_returned(channel, outcome, on_time, n)

@@ -1,0 +1,206 @@
+"""Helpers shared by the end-to-end tests: isolated topics, producing, reading results."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from certrecon.domain import Channel, RosterRecord, RosterStatus
+from certrecon.settings import DEFAULT_CHANNEL_TOPICS, Settings
+from certrecon.synthetic import make_roster
+from certrecon.worker.bootstrap import build_worker
+from certrecon.worker.kafka import ensure_topics
+from certrecon.worker.service import Worker
+
+
+def isolated_settings(**changes: Any) -> Settings:
+    """Settings whose topics and group no other test uses (the broker is shared)."""
+    tag = uuid.uuid4().hex[:8]
+    base = Settings(
+        channel_topics={c: f"{t}.{tag}" for c, t in DEFAULT_CHANNEL_TOPICS.items()},
+        result_topic=f"mohrss.certification-result.{tag}",
+        dead_letter_topic=f"certrecon.dead-letter.{tag}",
+        sla_alert_topic=f"certrecon.sla-alert.{tag}",
+        group_id=f"certrecon-{tag}",
+        topic_partitions=3,
+        http_port=None,
+        batch_timeout_ms=100,
+        relay_idle_seconds=0.05,
+        shutdown_grace_seconds=15.0,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def settings_env(settings: Settings, dsn: str, bootstrap: str) -> dict[str, str]:
+    """The environment that makes ``certrecon run`` use these settings."""
+    names = {
+        Channel.NATIONAL_PLATFORM: "CERTRECON_TOPIC_NATIONAL_PLATFORM",
+        Channel.APP_12333: "CERTRECON_TOPIC_12333",
+        Channel.ESSC: "CERTRECON_TOPIC_ESSC",
+        Channel.CONSULAR: "CERTRECON_TOPIC_CONSULAR",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTRECON_")}
+    env.update({names[c]: t for c, t in settings.channel_topics.items()})
+    env.update(
+        CERTRECON_DATABASE_URL=dsn,
+        CERTRECON_KAFKA_BOOTSTRAP=bootstrap,
+        CERTRECON_TOPIC_RESULT=settings.result_topic,
+        CERTRECON_TOPIC_DEAD_LETTER=settings.dead_letter_topic,
+        CERTRECON_TOPIC_SLA_ALERT=settings.sla_alert_topic,
+        CERTRECON_GROUP_ID=settings.group_id,
+        CERTRECON_TOPIC_PARTITIONS=str(settings.topic_partitions),
+        CERTRECON_HTTP_PORT="0",
+        CERTRECON_BATCH_TIMEOUT_MS="100",
+        CERTRECON_RELAY_IDLE_SECONDS="0.05",
+    )
+    return env
+
+
+async def create_topics(settings: Settings, bootstrap: str) -> None:
+    await ensure_topics(
+        bootstrap,
+        [
+            *settings.channel_topics.values(),
+            settings.result_topic,
+            settings.dead_letter_topic,
+            settings.sla_alert_topic,
+        ],
+        settings.topic_partitions,
+    )
+
+
+def eligible_roster(n: int, *, seed: int) -> list[RosterRecord]:
+    """Synthetic people who all qualify unless a test changes them: active, paid since
+    2010, no death or prison record, insured in the default region."""
+    return [
+        dataclasses.replace(
+            p,
+            status=RosterStatus.ACTIVE,
+            first_paid_on=dt.date(2010, 1, 1),
+            deceased_on=None,
+            imprisoned_from=None,
+            imprisoned_until=None,
+            insured_region="110105",
+        )
+        for p in make_roster(n, seed=seed, region="110105")
+    ]
+
+
+def certification(
+    cid: str,
+    channel: Channel,
+    person: RosterRecord,
+    certified_at: dt.datetime,
+    **changes: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "schema_version": 1,
+        "certification_id": cid,
+        "channel": channel.value,
+        "subject": {"id_type": "resident_id", "id_number": person.id_number, "name": person.name},
+        "certified_at": certified_at.isoformat(timespec="seconds"),
+        "method": "face",
+        "face_match": "pass",
+        "on_behalf": None,
+        "residence": {"country": "CN"},
+        "insured_region": person.insured_region or "110105",
+    }
+    if channel is Channel.CONSULAR:
+        body["residence"] = {"country": "JP"}
+    body.update(changes)
+    return body
+
+
+async def produce(bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        futures = [await producer.send(t, key=k, value=v) for t, k, v in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, at_least: int, timeout: float = 60.0
+) -> list[Any]:
+    """Every record of ``topic`` from the beginning, once at least ``at_least`` are there.
+
+    The end is judged by the fetch high watermark (ListOffsets can lag behind on some
+    brokers), and the read stops when every partition reached it.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+            if loop.time() > deadline:
+                raise TimeoutError(f"topic {topic} has no partitions")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            for msgs in batch.values():
+                records.extend(msgs)
+            caught_up = True
+            for tp in tps:
+                high = consumer.highwater(tp)
+                if high is None or await consumer.position(tp) < high:
+                    caught_up = False
+            if len(records) >= at_least and caught_up and not batch:
+                return records
+            if loop.time() > deadline:
+                raise TimeoutError(f"{len(records)} of {at_least} records on {topic}")
+    finally:
+        await consumer.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    settings: Settings, dsn: str, bootstrap: str, **kwargs: Any
+) -> AsyncIterator[Worker]:
+    """A worker running in this event loop; stopped (gracefully) on exit."""
+    stop = asyncio.Event()
+    worker = build_worker(settings, dsn=dsn, bootstrap=bootstrap, **kwargs)
+    task = asyncio.create_task(worker.run(stop), name="test-worker")
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def wait_for(
+    conn: asyncpg.Connection, query: str, predicate: Any, *, timeout: float = 60.0
+) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await conn.fetchval(query)
+        if predicate(value):
+            return value
+        if loop.time() > deadline:
+            raise TimeoutError(f"{query!r} returned {value!r}")
+        await asyncio.sleep(0.1)
