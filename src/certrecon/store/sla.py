@@ -1,0 +1,451 @@
+"""Open certifications against their deadlines: alerts, counts, the on-call list, recomputes.
+
+Every query here is set-based and index-backed (``sql/0002_sla_monitor.sql``), so a monitor
+run costs the same with a thousand or a million open certifications: the at-risk window is a
+range scan of ``certification_open_due``, breaches a range scan of
+``certification_open_deadline``, and an alert already raised is skipped by the primary key
+of ``sla_alert``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import asyncpg
+
+from certrecon.calendar import WorkingCalendar
+from certrecon.domain import CST
+from certrecon.store.results import OutboxMessage, enqueue
+
+ALERT_SCHEMA_VERSION = 1
+
+
+class SlaLevel(StrEnum):
+    """Where an open certification stands against its deadline."""
+
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"
+    """No result yet and the due date is today or the next working day."""
+    BREACHED = "breached"
+    """The deadline (24:00 CST of the due date) passed with no result."""
+
+
+ALERT_LEVELS: tuple[SlaLevel, ...] = (SlaLevel.AT_RISK, SlaLevel.BREACHED)
+
+
+def alert_id(certification_id: str, level: SlaLevel) -> str:
+    """``<certification_id>:<level>``: an alert of a level is raised once per certification."""
+    return f"{certification_id}:{level.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The instants and dates that sort open certifications into levels at ``now``."""
+
+    now: dt.datetime
+    today: dt.date
+    """``now``'s date in China Standard Time."""
+    next_working_day: dt.date
+    """The first working day after ``today``: due by then means at risk."""
+
+    @classmethod
+    def at(cls, now: dt.datetime, calendar: WorkingCalendar) -> Window:
+        if now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware")
+        today = now.astimezone(CST).date()
+        return cls(now, today, calendar.next_working_day(today))
+
+    def level(self, due_date: dt.date, deadline: dt.datetime) -> SlaLevel:
+        """The level of an open certification with this due date and deadline."""
+        if deadline < self.now:
+            return SlaLevel.BREACHED
+        # Not breached, so the due date is today or later (or yesterday at the very instant
+        # of the deadline, which is not passed yet).
+        if due_date <= self.next_working_day:
+            return SlaLevel.AT_RISK
+        return SlaLevel.ON_TRACK
+
+    @property
+    def earliest_open_due(self) -> dt.date:
+        """The earliest due date whose deadline has not passed at ``now``."""
+        return self.today - dt.timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One SLA alert, as stored in ``sla_alert`` and published on the alert topic."""
+
+    certification_id: str
+    level: SlaLevel
+    channel: str
+    due_date: dt.date
+    deadline: dt.datetime
+    working_days_left: int
+    provisional: bool
+    raised_at: dt.datetime
+    key: bytes
+
+    @property
+    def alert_id(self) -> str:
+        return alert_id(self.certification_id, self.level)
+
+    def payload(self) -> bytes:
+        """The contract's JSON object (UTF-8, compact); times in China Standard Time."""
+        body = {
+            "schema_version": ALERT_SCHEMA_VERSION,
+            "alert_id": self.alert_id,
+            "level": self.level.value,
+            "certification_id": self.certification_id,
+            "channel": self.channel,
+            "due_date": self.due_date.isoformat(),
+            "deadline": self.deadline.astimezone(CST).isoformat(),
+            "working_days_left": self.working_days_left,
+            "provisional": self.provisional,
+            "raised_at": self.raised_at.astimezone(CST).isoformat(),
+        }
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def message(self, topic: str) -> OutboxMessage:
+        return OutboxMessage(self.alert_id, "sla_alert", topic, self.key, self.payload())
+
+
+# Candidates carry what the alert needs; NOT EXISTS skips those already alerted through the
+# sla_alert primary key, so a steady-state run reads only the certifications entering a level.
+_AT_RISK_CANDIDATES = """
+SELECT c.certification_id, c.channel, c.due_date, c.deadline, c.provisional
+FROM certification c
+WHERE c.returned_at IS NULL
+  AND c.due_date BETWEEN $1 AND $2
+  AND c.deadline >= $3
+  AND NOT EXISTS (SELECT 1 FROM sla_alert a WHERE a.alert_id = c.certification_id || ':at_risk')
+"""
+
+_BREACHED_CANDIDATES = """
+SELECT c.certification_id, c.channel, c.due_date, c.deadline, c.provisional
+FROM certification c
+WHERE c.returned_at IS NULL
+  AND c.deadline < $1
+  AND NOT EXISTS (SELECT 1 FROM sla_alert a WHERE a.alert_id = c.certification_id || ':breached')
+"""
+
+# ON CONFLICT DO NOTHING + RETURNING: a concurrent run that inserted the same alert first
+# wins, and only the alerts this statement inserted go to the outbox.
+_INSERT_ALERTS = """
+INSERT INTO sla_alert (
+    alert_id, certification_id, level, due_date, deadline, working_days_left, provisional,
+    raised_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::timestamptz[],
+                     $6::int[], $7::bool[], $8::timestamptz[])
+ON CONFLICT DO NOTHING
+RETURNING alert_id
+"""
+
+
+async def find_new_alerts(
+    conn: asyncpg.Connection, window: Window, calendar: WorkingCalendar
+) -> list[Alert]:
+    """Open certifications that reached a level whose alert was not raised yet."""
+    breached = await conn.fetch(_BREACHED_CANDIDATES, window.now)
+    at_risk = await conn.fetch(
+        _AT_RISK_CANDIDATES, window.earliest_open_due, window.next_working_day, window.now
+    )
+    # Few distinct due dates per run, so each working-day count is computed once.
+    left: dict[dt.date, int] = {}
+    alerts: list[Alert] = []
+    for level, rows in ((SlaLevel.BREACHED, breached), (SlaLevel.AT_RISK, at_risk)):
+        for r in rows:
+            due: dt.date = r["due_date"]
+            if due not in left:
+                left[due] = calendar.working_days_left(window.now, due)
+            alerts.append(
+                Alert(
+                    certification_id=r["certification_id"],
+                    level=level,
+                    channel=r["channel"],
+                    due_date=due,
+                    deadline=r["deadline"],
+                    working_days_left=left[due],
+                    provisional=r["provisional"],
+                    raised_at=window.now,
+                    key=r["certification_id"].encode("utf-8"),
+                )
+            )
+    return alerts
+
+
+async def raise_alerts(
+    conn: asyncpg.Connection, alerts: Sequence[Alert], *, topic: str
+) -> list[Alert]:
+    """Store the alerts not stored yet and enqueue their messages; return those stored now.
+
+    Call inside a transaction, so an alert and its outbox row commit together.
+    """
+    if not alerts:
+        return []
+    inserted = {
+        r["alert_id"]
+        for r in await conn.fetch(
+            _INSERT_ALERTS,
+            [a.alert_id for a in alerts],
+            [a.certification_id for a in alerts],
+            [a.level.value for a in alerts],
+            [a.due_date for a in alerts],
+            [a.deadline for a in alerts],
+            [a.working_days_left for a in alerts],
+            [a.provisional for a in alerts],
+            [a.raised_at for a in alerts],
+        )
+    }
+    raised = [a for a in alerts if a.alert_id in inserted]
+    await enqueue(conn, [a.message(topic) for a in raised])
+    return raised
+
+
+@dataclass(frozen=True, slots=True)
+class LevelCount:
+    channel: str
+    level: SlaLevel
+    count: int
+
+
+# Reads only the covering partial index (an index-only scan once the table is vacuumed).
+_COUNTS = """
+SELECT channel,
+       count(*) FILTER (WHERE deadline < $1) AS breached,
+       count(*) FILTER (WHERE deadline >= $1 AND due_date BETWEEN $2 AND $3) AS at_risk,
+       count(*) AS open
+FROM certification
+WHERE returned_at IS NULL
+GROUP BY channel
+"""
+
+
+async def count_open(conn: asyncpg.Connection, window: Window) -> list[LevelCount]:
+    """Open certifications by channel and level (levels with no certification included)."""
+    counts: list[LevelCount] = []
+    for r in await conn.fetch(
+        _COUNTS, window.now, window.earliest_open_due, window.next_working_day
+    ):
+        breached, at_risk, total = int(r["breached"]), int(r["at_risk"]), int(r["open"])
+        counts.append(LevelCount(r["channel"], SlaLevel.BREACHED, breached))
+        counts.append(LevelCount(r["channel"], SlaLevel.AT_RISK, at_risk))
+        counts.append(LevelCount(r["channel"], SlaLevel.ON_TRACK, total - breached - at_risk))
+    return counts
+
+
+@dataclass(frozen=True, slots=True)
+class Oldest:
+    """The open certification with the earliest due date."""
+
+    certification_id: str
+    local_date: dt.date
+    due_date: dt.date
+
+
+async def oldest_open(conn: asyncpg.Connection) -> Oldest | None:
+    row = await conn.fetchrow(
+        """
+        SELECT certification_id, local_date, due_date FROM certification
+        WHERE returned_at IS NULL ORDER BY due_date, deadline LIMIT 1
+        """
+    )
+    if row is None:
+        return None
+    return Oldest(row["certification_id"], row["local_date"], row["due_date"])
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Outbox rows the broker has not acknowledged yet, by kind."""
+
+    kind: str
+    count: int
+    oldest_age_seconds: float
+    """By the database's clock, which stamped ``created_at``."""
+
+
+async def outbox_backlog(conn: asyncpg.Connection) -> list[Backlog]:
+    rows = await conn.fetch(
+        """
+        SELECT kind, count(*) AS n,
+               extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS age
+        FROM outbox WHERE sent_at IS NULL GROUP BY kind ORDER BY kind
+        """
+    )
+    return [Backlog(r["kind"], int(r["n"]), max(0.0, float(r["age"]))) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorRun:
+    """The last completed run of a monitor, whichever process ran it."""
+
+    last_run_at: dt.datetime
+    duration_ms: float
+    alerts: int
+    ran_by: str
+
+
+async def record_run(conn: asyncpg.Connection, name: str, run: MonitorRun) -> None:
+    await conn.execute(
+        """
+        INSERT INTO monitor_run (name, last_run_at, duration_ms, alerts, ran_by)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (name) DO UPDATE SET
+            last_run_at = EXCLUDED.last_run_at, duration_ms = EXCLUDED.duration_ms,
+            alerts = EXCLUDED.alerts, ran_by = EXCLUDED.ran_by
+        """,
+        name,
+        run.last_run_at,
+        run.duration_ms,
+        run.alerts,
+        run.ran_by,
+    )
+
+
+async def last_run(conn: asyncpg.Connection, name: str) -> MonitorRun | None:
+    row = await conn.fetchrow(
+        "SELECT last_run_at, duration_ms, alerts, ran_by FROM monitor_run WHERE name = $1", name
+    )
+    if row is None:
+        return None
+    return MonitorRun(row["last_run_at"], row["duration_ms"], row["alerts"], row["ran_by"])
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCertification:
+    """One line of the on-call view."""
+
+    certification_id: str
+    channel: str
+    id_number: str | None
+    valid: bool
+    local_date: dt.date
+    due_date: dt.date
+    deadline: dt.datetime
+    provisional: bool
+    level: SlaLevel
+    working_days_left: int
+    state: str
+    """``awaiting_review``, ``result_unsent`` (decided, not acknowledged yet) or ``undecided``."""
+    review_reason: str | None
+
+
+# Ordering by deadline alone puts breached first, then at risk, then the rest: the levels
+# are bands of the deadline. The index on (deadline) of open certifications serves it.
+_OPEN = """
+SELECT c.certification_id, c.channel, c.id_number, c.valid, c.local_date, c.due_date,
+       c.deadline, c.provisional, q.reason AS review_reason,
+       EXISTS (SELECT 1 FROM result r WHERE r.certification_id = c.certification_id) AS decided
+FROM certification c
+LEFT JOIN review_queue q ON q.certification_id = c.certification_id AND q.closed_at IS NULL
+WHERE c.returned_at IS NULL
+ORDER BY c.deadline, c.certification_id
+LIMIT $1
+"""
+
+
+async def list_open(
+    conn: asyncpg.Connection, window: Window, calendar: WorkingCalendar, *, limit: int
+) -> list[OpenCertification]:
+    """The ``limit`` most urgent open certifications: breached, at risk, then by deadline."""
+    rows = await conn.fetch(_OPEN, limit)
+    left: dict[dt.date, int] = {}
+    found: list[OpenCertification] = []
+    for r in rows:
+        due: dt.date = r["due_date"]
+        if due not in left:
+            left[due] = calendar.working_days_left(window.now, due)
+        if r["review_reason"] is not None:
+            state = "awaiting_review"
+        elif r["decided"]:
+            state = "result_unsent"
+        else:
+            state = "undecided"
+        found.append(
+            OpenCertification(
+                certification_id=r["certification_id"],
+                channel=r["channel"],
+                id_number=r["id_number"],
+                valid=r["valid"],
+                local_date=r["local_date"],
+                due_date=due,
+                deadline=r["deadline"],
+                provisional=r["provisional"],
+                level=window.level(due, r["deadline"]),
+                working_days_left=left[due],
+                state=state,
+                review_reason=r["review_reason"],
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadline:
+    """An open certification's deadline as stored, with the instant it is computed from."""
+
+    certification_id: str
+    basis: dt.datetime
+    """``certified_at``, or for an invalid record without one, when the broker received it."""
+    local_date: dt.date
+    due_date: dt.date
+    deadline: dt.datetime
+    provisional: bool
+
+
+_RECOMPUTE_CANDIDATES = """
+SELECT certification_id, COALESCE(certified_at, received_at) AS basis, local_date, due_date,
+       deadline, provisional
+FROM certification
+WHERE returned_at IS NULL
+  AND (provisional
+       OR (cardinality($1::date[]) > 0
+           AND due_date >= $2
+           AND EXISTS (SELECT 1 FROM unnest($1::date[]) AS d(day)
+                       WHERE d.day > local_date AND d.day <= due_date)))
+"""
+
+
+async def recompute_candidates(
+    conn: asyncpg.Connection, changed_days: Sequence[dt.date]
+) -> list[StoredDeadline]:
+    """Open certifications whose deadline may move: every provisional one, and those whose
+    counting window (after the certification date, through the due date) holds a changed day.
+    """
+    days = sorted(set(changed_days))
+    rows = await conn.fetch(_RECOMPUTE_CANDIDATES, days, days[0] if days else dt.date.min)
+    return [
+        StoredDeadline(
+            r["certification_id"],
+            r["basis"],
+            r["local_date"],
+            r["due_date"],
+            r["deadline"],
+            r["provisional"],
+        )
+        for r in rows
+    ]
+
+
+async def store_deadlines(conn: asyncpg.Connection, changed: Sequence[StoredDeadline]) -> int:
+    """Write recomputed deadlines of certifications still open; return how many changed."""
+    if not changed:
+        return 0
+    status = await conn.execute(
+        """
+        UPDATE certification AS c
+        SET due_date = u.due_date, deadline = u.deadline, provisional = u.provisional
+        FROM unnest($1::text[], $2::date[], $3::timestamptz[], $4::bool[])
+            AS u(certification_id, due_date, deadline, provisional)
+        WHERE c.certification_id = u.certification_id AND c.returned_at IS NULL
+        """,
+        [d.certification_id for d in changed],
+        [d.due_date for d in changed],
+        [d.deadline for d in changed],
+        [d.provisional for d in changed],
+    )
+    return int(status.split()[-1])

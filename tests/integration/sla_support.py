@@ -1,0 +1,100 @@
+"""Helpers for the monitor, review and SLA-view tests: certifications stored directly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import asyncpg
+
+from certrecon.calendar import WorkingCalendar, compute_deadline, default_calendar
+from certrecon.domain import CST
+
+ID_NUMBER = "11010519491231002X"
+
+
+def cst(  # noqa: PLR0917 - reads like a date literal
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> dt.datetime:
+    """An instant in China Standard Time: cst(2024, 6, 3, 10) is 2024-06-03 10:00 +08:00."""
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=CST)
+
+
+async def add_certification(
+    conn: asyncpg.Connection,
+    certification_id: str,
+    certified_at: dt.datetime,
+    *,
+    channel: str = "12333",
+    calendar: WorkingCalendar | None = None,
+    returned_at: dt.datetime | None = None,
+    id_number: str = ID_NUMBER,
+    name: str = "张秀英",
+    valid: bool = True,
+    offset: int = 0,
+) -> None:
+    """Store a certification as the pipeline would, its deadline from ``calendar``."""
+    deadline = compute_deadline(certified_at, calendar or default_calendar())
+    raw = json.dumps(
+        {
+            "schema_version": 1,
+            "certification_id": certification_id,
+            "channel": channel,
+            "subject": {"id_type": "resident_id", "id_number": id_number, "name": name},
+            "certified_at": certified_at.isoformat(),
+            "method": "face",
+            "face_match": "pass",
+            "on_behalf": None,
+            "insured_region": "110105",
+        },
+        ensure_ascii=False,
+    ).encode()
+    await conn.execute(
+        """
+        INSERT INTO certification (
+            certification_id, channel, topic, kafka_partition, kafka_offset, id_number, valid,
+            certified_at, certified_at_raw, local_date, due_date, deadline, provisional,
+            content_sha256, raw, received_at, returned_at, on_time)
+        VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $7, $15,
+                CASE WHEN $15::timestamptz IS NULL THEN NULL ELSE $15 < $11 END)
+        """,
+        certification_id,
+        channel,
+        f"mohrss.certification.{channel}",
+        offset,
+        id_number,
+        valid,
+        certified_at,
+        certified_at.isoformat(),
+        deadline.local_date,
+        deadline.due_date,
+        deadline.deadline,
+        deadline.provisional,
+        hashlib.sha256(raw).digest(),
+        raw,
+        returned_at,
+    )
+
+
+async def queue_for_review(
+    conn: asyncpg.Connection, certification_id: str, reason: str, at: dt.datetime
+) -> None:
+    """Record the rules' verdict "a person must decide" as the pipeline does."""
+    await conn.execute(
+        """
+        INSERT INTO decision (certification_id, outcome, review_reason, reason, rule,
+                              rule_version, evidence, decided_at)
+        VALUES ($1, NULL, $2, '本地记录显示已死亡，需人工核实', 'deceased', 'test', $3, $4)
+        """,
+        certification_id,
+        reason,
+        {"deceased_on": "2024-05-01"},
+        at,
+    )
+    await conn.execute(
+        "INSERT INTO review_queue (certification_id, reason, queued_at) VALUES ($1, $2, $3)",
+        certification_id,
+        reason,
+        at,
+    )

@@ -1,0 +1,52 @@
+"""The shipped Prometheus alerting rules pass their promtool unit tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    # A missing promtool is a broken environment, not a reason to skip: .ci/run installs it.
+    assert found is not None, "promtool is not on PATH (Debian: apt-get install prometheus)"
+    return found
+
+
+def test_the_rules_are_valid(repo_root: Path) -> None:
+    done = subprocess.run(
+        [_promtool(), "check", "rules", "deploy/prometheus/alerts.yml"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_rules_pass_their_unit_tests(repo_root: Path) -> None:
+    done = subprocess.run(
+        [_promtool(), "test", "rules", "deploy/prometheus/alerts_test.yml"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_every_alert_has_a_unit_test(repo_root: Path) -> None:
+    rules = (repo_root / "deploy/prometheus/alerts.yml").read_text("utf-8")
+    tests = (repo_root / "deploy/prometheus/alerts_test.yml").read_text("utf-8")
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in rules.splitlines()
+        if line.strip().startswith("- alert:")
+    ]
+    assert len(names) == 7
+    for name in names:
+        assert f"alertname: {name}" in tests, name
