@@ -6,6 +6,18 @@ import click
 
 
 def register(root: click.Group) -> None:
+    from certrecon.cli.calendar_cmd import calendar
+    from certrecon.cli.demo_cmd import demo
     from certrecon.cli.migrate_cmd import migrate
+    from certrecon.cli.review_cmd import review
+    from certrecon.cli.roster_cmd import roster
+    from certrecon.cli.run_cmd import run
+    from certrecon.cli.sla_cmd import sla
 
+    root.add_command(calendar)
+    root.add_command(demo)
     root.add_command(migrate)
+    root.add_command(roster)
+    root.add_command(review)
+    root.add_command(run)
+    root.add_command(sla)

@@ -1,0 +1,298 @@
+"""``certrecon demo``: the whole flow on embedded services with synthetic data.
+
+A synthetic roster of about 1,000 people is loaded; certifications are pushed on all four
+channel topics, built so that every outcome occurs (and a review-queue case, a dead letter
+without a usable certification_id and an invalid record); the worker runs until every
+certification is answered or queued for review; then a summary is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from certrecon.domain import CST, Channel, RosterRecord, RosterStatus
+from certrecon.embedded import EmbeddedBroker, EmbeddedPostgres
+from certrecon.logs import get_logger, mask_id
+from certrecon.settings import Settings
+from certrecon.store import db
+from certrecon.store.db import Conn
+from certrecon.store.migrations import migrate
+from certrecon.store.roster import import_roster
+from certrecon.synthetic import make_roster
+from certrecon.worker import kafka
+from certrecon.worker.bootstrap import build_worker
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    roster: list[RosterRecord]
+    messages: list[tuple[Channel, bytes | None, bytes]]
+    """(channel, key, value) to push."""
+    expected_certifications: int
+    """How many messages carry a usable certification_id (each gets a result or review)."""
+
+
+def _certification(
+    cid: str,
+    channel: Channel,
+    person: RosterRecord,
+    certified_at: dt.datetime,
+    *,
+    name: str | None = None,
+    face: str = "pass",
+    region: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "schema_version": 1,
+        "certification_id": cid,
+        "channel": channel.value,
+        "subject": {
+            "id_type": "resident_id",
+            "id_number": person.id_number,
+            "name": name or person.name,
+        },
+        "certified_at": certified_at.isoformat(timespec="seconds"),
+        "method": "face",
+        "face_match": face,
+        "on_behalf": None,
+        "residence": {"country": "CN"},
+        "insured_region": region or person.insured_region or "110105",
+    }
+    if channel is Channel.CONSULAR:
+        body["residence"] = {"country": random.Random(cid).choice(["JP", "US", "AU", "DE", "CA"])}
+        body["method"] = "face_video"
+    return body
+
+
+def build_scenario(now: dt.datetime, *, people: int = 1000, seed: int = 20261127) -> Scenario:
+    rng = random.Random(seed)
+    everyone = make_roster(people + 40, seed=seed, region="110105")
+    roster, strangers = everyone[:people], everyone[people:]
+    cycle_year = now.astimezone(CST).year
+    cutoff = dt.date(cycle_year - 1, 12, 31)
+    today = now.astimezone(CST).date()
+
+    def adjust(i: int, **changes: Any) -> RosterRecord:
+        roster[i] = dataclasses.replace(roster[i], **changes)
+        return roster[i]
+
+    # Make every outcome occur: a few people with each kind of local record.
+    for i in range(0, 15):
+        adjust(i, status=RosterStatus.TERMINATED)
+    for i in range(15, 30):
+        adjust(i, first_paid_on=cutoff + dt.timedelta(days=30))
+    for i in range(30, 38):
+        adjust(i, deceased_on=today - dt.timedelta(days=40))
+    for i in range(38, 44):
+        adjust(i, imprisoned_from=today - dt.timedelta(days=200), imprisoned_until=None)
+    for i in range(44, 60):
+        adjust(i, status=RosterStatus.SUSPENDED)
+
+    channels = list(Channel)
+    messages: list[tuple[Channel, bytes | None, bytes]] = []
+    expected = 0
+
+    def push(channel: Channel, body: dict[str, Any], key: str) -> None:
+        nonlocal expected
+        messages.append((channel, key.encode(), json.dumps(body, ensure_ascii=False).encode()))
+        expected += 1
+
+    for i, person in enumerate(roster):
+        channel = channels[i % 4]
+        when = now - dt.timedelta(minutes=rng.randint(5, 60 * 24 * 6))
+        name = None
+        face = "pass"
+        if 60 <= i < 80:
+            name = person.name + "明"  # a different person with the same ID number
+        elif 80 <= i < 100:
+            face = "fail"
+        cid = f"DEMO{today:%Y%m%d}{i:06d}"
+        push(
+            channel,
+            _certification(cid, channel, person, when, name=name, face=face),
+            person.id_number,
+        )
+    for j, stranger in enumerate(strangers[:20]):
+        channel = channels[j % 4]
+        cid = f"DEMO{today:%Y%m%d}X{j:05d}"
+        body = _certification(cid, channel, stranger, now - dt.timedelta(hours=j + 1))
+        push(channel, body, stranger.id_number)
+    for j, stranger in enumerate(strangers[20:30]):
+        channel = channels[j % 4]
+        cid = f"DEMO{today:%Y%m%d}R{j:05d}"
+        body = _certification(
+            cid, channel, stranger, now - dt.timedelta(hours=j + 1), region="310104"
+        )
+        push(channel, body, stranger.id_number)
+    # Invalid records: a wrong check character, a consular certification from China, and a
+    # message on the wrong channel topic.
+    bad_id = roster[100].id_number[:-1] + ("0" if roster[100].id_number[-1] != "0" else "1")
+    body = _certification(f"DEMO{today:%Y%m%d}B00001", Channel.APP_12333, roster[100], now)
+    body["subject"]["id_number"] = bad_id
+    push(Channel.APP_12333, body, bad_id)
+    body = _certification(f"DEMO{today:%Y%m%d}B00002", Channel.CONSULAR, roster[101], now)
+    body["residence"] = {"country": "CN"}
+    push(Channel.CONSULAR, body, roster[101].id_number)
+    body = _certification(f"DEMO{today:%Y%m%d}B00003", Channel.ESSC, roster[102], now)
+    push(Channel.NATIONAL_PLATFORM, body, roster[102].id_number)
+    # Undecodable: no usable certification_id, so a dead letter only.
+    messages.append((Channel.ESSC, None, b"\xff\xfenot json"))
+    return Scenario(roster, messages, expected)
+
+
+async def push_messages(
+    bootstrap: str, settings: Settings, messages: Sequence[tuple[Channel, bytes | None, bytes]]
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(settings.channel_topics[channel], key=key, value=value)
+            for channel, key, value in messages
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def wait_until_settled(conn: Conn, expected: int) -> None:
+    """Wait until every certification has a result or a review item and nothing is unsent."""
+    while True:
+        row = await conn.fetchrow(
+            """
+            SELECT
+              (SELECT count(*) FROM certification c
+                WHERE EXISTS (SELECT 1 FROM result r WHERE r.certification_id = c.certification_id)
+                   OR EXISTS (SELECT 1 FROM review_queue q
+                               WHERE q.certification_id = c.certification_id)) AS settled,
+              (SELECT count(*) FROM outbox WHERE sent_at IS NULL) AS pending
+            """
+        )
+        assert row is not None
+        if row["settled"] >= expected and row["pending"] == 0:
+            return
+        log.debug("waiting", settled=row["settled"], expected=expected, unsent=row["pending"])
+        await asyncio.sleep(0.2)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    by_channel_outcome: dict[tuple[str, str], int]
+    due_dates: list[tuple[dt.date, int, bool]]
+    reviews: list[dict[str, Any]]
+    dead_letters: int
+    results_published: int
+
+
+async def summarise(conn: Conn) -> Summary:
+    rows = await conn.fetch(
+        """
+        SELECT c.channel, coalesce(r.outcome, 'review:' || q.reason) AS outcome, count(*) AS n
+        FROM certification c
+        LEFT JOIN result r ON r.certification_id = c.certification_id AND r.revision = 1
+        LEFT JOIN review_queue q ON q.certification_id = c.certification_id
+        GROUP BY 1, 2
+        """
+    )
+    dues = await conn.fetch(
+        """
+        SELECT due_date, count(*) AS n, bool_or(provisional) AS provisional
+        FROM certification GROUP BY due_date ORDER BY due_date
+        """
+    )
+    reviews = await conn.fetch(
+        """
+        SELECT q.certification_id, q.reason, c.id_number, c.due_date, c.channel
+        FROM review_queue q JOIN certification c USING (certification_id)
+        WHERE q.closed_at IS NULL ORDER BY c.deadline, q.certification_id
+        """
+    )
+    counts = await conn.fetchrow(
+        """
+        SELECT count(*) FILTER (WHERE kind = 'dead_letter') AS dead,
+               count(*) FILTER (WHERE kind = 'result') AS results
+        FROM outbox WHERE sent_at IS NOT NULL
+        """
+    )
+    assert counts is not None
+    return Summary(
+        {(r["channel"], r["outcome"]): r["n"] for r in rows},
+        [(r["due_date"], r["n"], r["provisional"]) for r in dues],
+        [
+            {
+                "certification_id": r["certification_id"],
+                "reason": r["reason"],
+                "id_number": mask_id(r["id_number"]),
+                "due_date": r["due_date"].isoformat(),
+                "channel": r["channel"],
+            }
+            for r in reviews
+        ],
+        counts["dead"],
+        counts["results"],
+    )
+
+
+async def run_demo(settings: Settings, *, people: int = 1000) -> Summary:
+    workdir = settings.data_dir / "demo"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    with (
+        EmbeddedPostgres(Path(workdir) / "postgres") as pg,
+        EmbeddedBroker(workdir / "broker") as broker,
+    ):
+        demo_settings = dataclasses.replace(settings, http_port=None)
+        now = dt.datetime.now(dt.UTC)
+        scenario = build_scenario(now, people=people)
+        conn = await db.connect(pg.dsn)
+        try:
+            await migrate(conn)
+            await import_roster(conn, scenario.roster)
+            await kafka.ensure_topics(
+                broker.bootstrap,
+                [
+                    *demo_settings.channel_topics.values(),
+                    demo_settings.result_topic,
+                    demo_settings.dead_letter_topic,
+                    demo_settings.sla_alert_topic,
+                ],
+                demo_settings.topic_partitions,
+            )
+            await push_messages(broker.bootstrap, demo_settings, scenario.messages)
+            stop = asyncio.Event()
+            worker = build_worker(demo_settings, dsn=pg.dsn, bootstrap=broker.bootstrap)
+            running = asyncio.create_task(worker.run(stop), name="demo-worker")
+            waiting = asyncio.create_task(
+                asyncio.wait_for(
+                    wait_until_settled(conn, scenario.expected_certifications), timeout=300
+                ),
+                name="demo-wait",
+            )
+            done, _ = await asyncio.wait([running, waiting], return_when=asyncio.FIRST_COMPLETED)
+            stop.set()
+            if running in done:
+                waiting.cancel()
+                await running  # raises the worker's error
+                raise RuntimeError("the worker stopped before the demo finished")
+            await waiting
+            await running
+            return await summarise(conn)
+        finally:
+            await conn.close()
+
+
+__all__ = ["Scenario", "Summary", "build_scenario", "run_demo", "summarise"]
