@@ -41,6 +41,7 @@ from tests.support import (  # noqa: E402
     encode,
     isolated_settings,
     settings_env,
+    spread_over_channels,
 )
 
 from certrecon.domain import Channel  # noqa: E402
@@ -116,7 +117,15 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def worker_run(dsn: str, bootstrap: str, count: int, logdir: Path) -> tuple[float, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def worker_run(
+    dsn: str, bootstrap: str, count: int, logdir: Path
+) -> tuple[float, float, float]:
     settings = isolated_settings(topic_partitions=PARTITIONS)
     topics = [*settings.channel_topics.values(), settings.result_topic, settings.dead_letter_topic]
     await ensure_topics(bootstrap, [*topics, settings.sla_alert_topic], PARTITIONS)
@@ -126,13 +135,7 @@ async def worker_run(dsn: str, bootstrap: str, count: int, logdir: Path) -> tupl
         await migrate(conn)
         await import_roster(conn, people)
         when = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-        channels = list(Channel)
-        messages = []
-        for i, p in enumerate(people):
-            ch = channels[i % 4]
-            body = certification(f"B{i:08d}", ch, p, when)
-            messages.append((settings.channel_topics[ch], p.id_number.encode(), encode(body)))
-        await produce_all(bootstrap, messages)
+        await produce_all(bootstrap, spread_over_channels(settings, people, when, prefix="B"))
         env = settings_env(settings, dsn, bootstrap)
         env["CERTRECON_HTTP_PORT"] = "0"
         log = (logdir / "worker.log").open("wb")
@@ -144,6 +147,7 @@ async def worker_run(dsn: str, bootstrap: str, count: int, logdir: Path) -> tupl
         )
         try:
             started = None
+            cpu_at_start = 0.0
             peak = 0.0
             while True:
                 peak = max(peak, peak_rss_mb(proc.pid))
@@ -153,6 +157,7 @@ async def worker_run(dsn: str, bootstrap: str, count: int, logdir: Path) -> tupl
                     text = (logdir / "worker.log").read_text("utf-8", "replace")
                     if "partitions assigned" in text:
                         started = time.perf_counter()
+                        cpu_at_start = cpu_seconds(proc.pid)
                 row = await conn.fetchrow(
                     """
                     SELECT (SELECT count(*) FROM result) AS results,
@@ -162,7 +167,8 @@ async def worker_run(dsn: str, bootstrap: str, count: int, logdir: Path) -> tupl
                 assert row is not None
                 if started is not None and row["results"] == count and row["pending"] == 0:
                     elapsed = time.perf_counter() - started
-                    return elapsed, max(peak, peak_rss_mb(proc.pid))
+                    cpu = cpu_seconds(proc.pid) - cpu_at_start
+                    return elapsed, max(peak, peak_rss_mb(proc.pid)), cpu
                 await asyncio.sleep(0.05)
         finally:
             proc.terminate()
@@ -202,8 +208,11 @@ async def main() -> None:
         print(f"messages: {count}, {len(value)} bytes each, {PARTITIONS} partitions per topic")
         pt = await passthrough(bootstrap, [value] * count)
         print(f"passthrough: {count / pt:,.0f} msg/s ({pt:.2f} s)")
-        wt, rss = await worker_run(dsn, bootstrap, count, workdir)
+        wt, rss, cpu = await worker_run(dsn, bootstrap, count, workdir)
         print(f"worker: {count / wt:,.0f} certifications/s ({wt:.2f} s)")
+        print(
+            f"worker CPU: {cpu:.2f} s ({cpu / wt:.0%} of one core), {cpu / count * 1e6:.0f} us each"
+        )
         print(f"worker peak RSS: {rss:.0f} MB")
         print(f"ratio: {pt / wt:.2f}")
 

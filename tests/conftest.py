@@ -4,6 +4,7 @@ test session, and a fresh, migrated database for every test that asks for one.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -71,39 +72,41 @@ async def _ensure_template(server_dsn: str) -> str:
     return name
 
 
+@contextlib.asynccontextmanager
+async def _temporary_database(
+    server_dsn: str, prefix: str, template: str | None
+) -> AsyncIterator[str]:
+    # Identifiers cannot be query parameters; the name is generated here, never input.
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    create = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(create)
+    finally:
+        await admin.close()
+    try:
+        yield dsn_for(server_dsn, name)
+    finally:
+        admin = await asyncpg.connect(server_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
 @pytest_asyncio.fixture
 async def fresh_database(pg_server: str) -> AsyncIterator[str]:
     """DSN of a new, empty, fully migrated database, dropped after the test."""
     template = await _ensure_template(pg_server)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    finally:
-        await admin.close()
-    yield dsn_for(pg_server, name)
-    admin = await asyncpg.connect(pg_server)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with _temporary_database(pg_server, "t", template) as dsn:
+        yield dsn
 
 
 @pytest_asyncio.fixture
 async def empty_database(pg_server: str) -> AsyncIterator[str]:
     """DSN of a new database with no schema at all, dropped after the test."""
-    name = f"e_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield dsn_for(pg_server, name)
-    admin = await asyncpg.connect(pg_server)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with _temporary_database(pg_server, "e", None) as dsn:
+        yield dsn
 
 
 @pytest_asyncio.fixture

@@ -121,6 +121,20 @@ def certification(
     return body
 
 
+def spread_over_channels(
+    settings: Settings, people: Sequence[RosterRecord], when: dt.datetime, *, prefix: str
+) -> list[tuple[str, bytes, bytes]]:
+    """One certification per person, round-robin over the four channel topics, keyed by
+    ID number: (topic, key, value) ready for ``produce``."""
+    channels = list(Channel)
+    messages = []
+    for i, person in enumerate(people):
+        channel = channels[i % len(channels)]
+        body = certification(f"{prefix}{i:08d}", channel, person, when)
+        messages.append((settings.channel_topics[channel], person.id_number.encode(), encode(body)))
+    return messages
+
+
 async def produce(bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
     await producer.start()

@@ -20,19 +20,17 @@ from typing import Any
 import asyncpg
 import pytest
 
-from certrecon.domain import Channel
 from certrecon.settings import Settings
 from certrecon.store import db
 from certrecon.store.roster import import_roster
 from tests.support import (
-    certification,
     create_topics,
     eligible_roster,
-    encode,
     isolated_settings,
     produce,
     read_topic,
     settings_env,
+    spread_over_channels,
     wait_for,
 )
 
@@ -91,12 +89,7 @@ async def _prepare(
     conn = await db.connect(dsn)
     await import_roster(conn, people)
     when = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
-    channels = list(Channel)
-    messages = []
-    for i, person in enumerate(people):
-        channel = channels[i % 4]
-        body = certification(f"C{i:06d}", channel, person, when)
-        messages.append((settings.channel_topics[channel], person.id_number.encode(), encode(body)))
+    messages = spread_over_channels(settings, people, when, prefix="C")
     await produce(bootstrap, messages[: COUNT - hold_back])
     return settings, conn, messages[COUNT - hold_back :]
 

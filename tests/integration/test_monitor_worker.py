@@ -18,6 +18,7 @@ from tests.integration.test_health import http
 from tests.support import (
     certification,
     create_topics,
+    eligible_roster,
     encode,
     isolated_settings,
     produce,
@@ -140,3 +141,54 @@ async def wait_for_http(
                 parsed: dict[str, object] = json.loads(body)
                 return parsed
             await asyncio.sleep(0.1)
+
+
+async def test_two_replicas_and_a_restart_raise_each_alert_once(
+    fresh_database: str, kafka_bootstrap: str
+) -> None:
+    settings = isolated_settings(monitor_interval_seconds=0.05)
+    await create_topics(settings, kafka_bootstrap)
+    real_now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    today = real_now.astimezone(CST).date()
+    people = [
+        dataclasses.replace(p, deceased_on=today - dt.timedelta(days=30))
+        for p in eligible_roster(3, seed=5)
+    ]
+    conn = await db.connect(fresh_database)
+    try:
+        await import_roster(conn, people)
+        certified_at = real_now - dt.timedelta(minutes=5)
+        due = compute_deadline(certified_at, default_calendar())
+        t = settings.channel_topics[Channel.APP_12333]
+        await produce(
+            kafka_bootstrap,
+            [
+                (
+                    t,
+                    p.id_number.encode(),
+                    encode(certification(f"R{i}", Channel.APP_12333, p, certified_at)),
+                )
+                for i, p in enumerate(people)
+            ],
+        )
+        clock = Clock(real_now)
+        async with running_worker(settings, fresh_database, kafka_bootstrap, clock=clock):
+            async with running_worker(settings, fresh_database, kafka_bootstrap, clock=clock):
+                await wait_for(conn, "SELECT count(*) FROM review_queue", lambda n: n == 3)
+                clock.now = dt.datetime.combine(due.due_date, dt.time(9, 0), CST)
+                await wait_for(conn, "SELECT count(*) FROM sla_alert", lambda n: n == 3)
+                # Both replicas keep ticking in the at-risk window.
+                await asyncio.sleep(0.5)
+            # One replica stopped; the other carries on, then a fresh one starts.
+            clock.now = due.deadline + dt.timedelta(hours=1)
+            await wait_for(conn, "SELECT count(*) FROM sla_alert", lambda n: n == 6)
+        async with running_worker(settings, fresh_database, kafka_bootstrap, clock=clock):
+            await asyncio.sleep(0.5)
+            await wait_for(
+                conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL", lambda n: n == 0
+            )
+        alerts = await read_topic(kafka_bootstrap, settings.sla_alert_topic, at_least=6)
+        ids = sorted(json.loads(r.value)["alert_id"] for r in alerts)
+        assert ids == sorted(f"R{i}:{level}" for i in range(3) for level in ("at_risk", "breached"))
+    finally:
+        await conn.close()

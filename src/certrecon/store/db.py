@@ -39,15 +39,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
 
 
+def _until_reachable(wait_seconds: float) -> AsyncRetrying:
+    return AsyncRetrying(
+        retry=retry_if_exception_type(RETRIABLE_DB_ERRORS),
+        wait=wait_exponential(multiplier=0.1, max=2),
+        stop=stop_after_delay(wait_seconds),
+        reraise=True,
+    )
+
+
 async def connect(dsn: str, *, wait_seconds: float = 30.0) -> asyncpg.Connection:
     """One connection, retried (bounded) while the server is unreachable."""
     try:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(RETRIABLE_DB_ERRORS),
-            wait=wait_exponential(multiplier=0.1, max=2),
-            stop=stop_after_delay(wait_seconds),
-            reraise=True,
-        ):
+        async for attempt in _until_reachable(wait_seconds):
             with attempt:
                 conn: asyncpg.Connection = await asyncpg.connect(dsn)
                 await _init_connection(conn)
@@ -62,12 +66,7 @@ async def create_pool(
 ) -> asyncpg.Pool[Any]:
     """A pool, retried (bounded) while the server is unreachable."""
     try:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(RETRIABLE_DB_ERRORS),
-            wait=wait_exponential(multiplier=0.1, max=2),
-            stop=stop_after_delay(wait_seconds),
-            reraise=True,
-        ):
+        async for attempt in _until_reachable(wait_seconds):
             with attempt:
                 pool: asyncpg.Pool[Any] = await asyncpg.create_pool(
                     dsn, min_size=min_size, max_size=max_size, init=_init_connection

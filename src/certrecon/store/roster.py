@@ -19,6 +19,7 @@ import asyncpg
 
 from certrecon.domain import RosterRecord, RosterStatus
 from certrecon.errors import RosterImportError
+from certrecon.roster_csv import HEADER
 from certrecon.store.db import Conn
 
 RowProgress = Callable[[int], None]
@@ -27,17 +28,8 @@ RowProgress = Callable[[int], None]
 CHUNK_ROWS = 50_000
 """Rows per COPY and merge; small enough for a lively progress bar, large enough to be fast."""
 
-_COLUMNS = (
-    "id_number",
-    "name",
-    "benefit_type",
-    "status",
-    "first_paid_on",
-    "deceased_on",
-    "imprisoned_from",
-    "imprisoned_until",
-    "insured_region",
-)
+# The table's columns are named and ordered like the contract's CSV header.
+_COLUMNS = HEADER
 # IF NOT EXISTS: inside a caller's transaction an earlier import's table is still there.
 _CREATE_STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS roster_import (
