@@ -90,6 +90,7 @@ async def passthrough(bootstrap: str, values: list[bytes]) -> float:
         while not consumer.assignment():
             await asyncio.sleep(0.01)
         started = time.perf_counter()
+        machine_at_start = machine_busy_seconds()
         done = 0
         while done < len(values):
             batch = await consumer.getmany(timeout_ms=500, max_records=2000)
@@ -103,7 +104,10 @@ async def passthrough(bootstrap: str, values: list[bytes]) -> float:
             if last:
                 await consumer.commit(last)
             done += len(futures)
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        machine = machine_busy_seconds() - machine_at_start
+        print(f"machine busy during the passthrough: {machine / elapsed:.2f} cores")
+        return elapsed
     finally:
         await producer.stop()
         await consumer.stop()
@@ -115,6 +119,13 @@ def peak_rss_mb(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent on anything but idle and I/O wait, since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -147,7 +158,7 @@ async def worker_run(
         )
         try:
             started = None
-            cpu_at_start = 0.0
+            cpu_at_start = machine_at_start = 0.0
             peak = 0.0
             while True:
                 peak = max(peak, peak_rss_mb(proc.pid))
@@ -158,6 +169,7 @@ async def worker_run(
                     if "partitions assigned" in text:
                         started = time.perf_counter()
                         cpu_at_start = cpu_seconds(proc.pid)
+                        machine_at_start = machine_busy_seconds()
                 row = await conn.fetchrow(
                     """
                     SELECT (SELECT count(*) FROM result) AS results,
@@ -168,6 +180,8 @@ async def worker_run(
                 if started is not None and row["results"] == count and row["pending"] == 0:
                     elapsed = time.perf_counter() - started
                     cpu = cpu_seconds(proc.pid) - cpu_at_start
+                    machine = machine_busy_seconds() - machine_at_start
+                    print(f"machine busy during the worker run: {machine / elapsed:.2f} cores")
                     return elapsed, max(peak, peak_rss_mb(proc.pid)), cpu
                 await asyncio.sleep(0.05)
         finally:

@@ -46,7 +46,9 @@ class BatchReport:
     decided: dict[tuple[str, str], int] = field(default_factory=dict)
     """(channel, outcome or "review") → count, new certifications only."""
     duplicates: int = 0
-    dead_letters: int = 0
+    rejected: list[DeadLetter] = field(default_factory=list)
+    queued_for_review: list[tuple[str, str]] = field(default_factory=list)
+    """(certification_id, review reason) of certifications that now wait for staff."""
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -85,29 +87,33 @@ def _received_at(record: Inbound) -> dt.datetime:
     return dt.datetime.fromtimestamp(record.timestamp_ms / 1000, tz=dt.UTC)
 
 
-def _dead_letter(
-    record: Inbound,
-    errors: Sequence[str],
-    config: PipelineConfig,
-    certification_id: str | None = None,
-) -> OutboxMessage:
-    payload = dead_letter_payload(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp_ms=record.timestamp_ms,
-        key=record.key,
-        value=record.value,
-        errors=list(errors),
-        certification_id=certification_id,
-    )
-    return OutboxMessage(
-        dead_letter_id(record.topic, record.partition, record.offset),
-        "dead_letter",
-        config.dead_letter_topic,
-        record.key,
-        payload,
-    )
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An inbound record that could not be decoded, validated or accepted."""
+
+    record: Inbound
+    errors: tuple[str, ...]
+    certification_id: str | None = None
+
+    def message(self, config: PipelineConfig) -> OutboxMessage:
+        r = self.record
+        payload = dead_letter_payload(
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+            timestamp_ms=r.timestamp_ms,
+            key=r.key,
+            value=r.value,
+            errors=list(self.errors),
+            certification_id=self.certification_id,
+        )
+        return OutboxMessage(
+            dead_letter_id(r.topic, r.partition, r.offset),
+            "dead_letter",
+            config.dead_letter_topic,
+            r.key,
+            payload,
+        )
 
 
 def _classify(
@@ -115,10 +121,10 @@ def _classify(
     config: PipelineConfig,
     calendar: WorkingCalendar,
     now: dt.datetime,
-) -> tuple[list[_Row], list[OutboxMessage]]:
+) -> tuple[list[_Row], list[DeadLetter]]:
     """Decode every record; return certifications to insert and dead letters to publish."""
     rows: list[_Row] = []
-    dead: list[OutboxMessage] = []
+    dead: list[DeadLetter] = []
     for record in records:
         channel = config.topic_channels[record.topic]
         decoded = decode(
@@ -151,7 +157,7 @@ def _classify(
             )
             continue
         assert isinstance(decoded, Invalid)
-        dead.append(_dead_letter(record, decoded.errors, config, decoded.certification_id))
+        dead.append(DeadLetter(record, tuple(decoded.errors), decoded.certification_id))
         if decoded.certification_id is None:
             continue
         # The deadline of an invalid record runs from its certification time when that part
@@ -279,21 +285,15 @@ async def process_batch(
             for row in already:
                 report.duplicates += 1
                 if stored.get(row.certification_id) != row.sha:
-                    dead.append(
-                        _dead_letter(
-                            row.record,
-                            [
-                                f"certification_id {row.certification_id} was already received "
-                                "with different content; the first one stands"
-                            ],
-                            config,
-                            row.certification_id,
-                        )
+                    problem = (
+                        f"certification_id {row.certification_id} was already received "
+                        "with different content; the first one stands"
                     )
+                    dead.append(DeadLetter(row.record, (problem,), row.certification_id))
         fresh = [r for r in unique if r.certification_id in inserted]
         await _write_decisions(conn, fresh, config, now, report)
-        await enqueue(conn, dead)
-        report.dead_letters = len(dead)
+        await enqueue(conn, [d.message(config) for d in dead])
+        report.rejected = dead
         report.next_offsets = _next_offsets(records)
         await conn.execute(
             _UPSERT_OFFSETS,
@@ -362,6 +362,9 @@ async def _write_decisions(
         report.decided[(r.channel.value, label)] = (
             report.decided.get((r.channel.value, label), 0) + 1
         )
+    report.queued_for_review = [
+        (r.certification_id, d.review.value) for r, d in reviews if d.review is not None
+    ]
     if reviews:
         await conn.execute(
             _INSERT_REVIEWS,

@@ -294,15 +294,32 @@ class Worker:
         for (channel, outcome), n in report.decided.items():
             m.decided.labels(channel, outcome).inc(n)
         m.duplicates.inc(report.duplicates)
-        m.dead_letters.inc(report.dead_letters)
+        m.dead_letters.inc(len(report.rejected))
         for channel, n in report.consumed_by_channel.items():
             m.consumed.labels(channel).inc(n)
-        structlog.get_logger("certrecon.batch").info(
+        batch_log = structlog.get_logger("certrecon.batch")
+        for rejected in report.rejected:
+            r = rejected.record
+            # Error texts name fields and rules, never an ID number or a name.
+            batch_log.warning(
+                "dead letter",
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+                certification_id=rejected.certification_id,
+                errors=list(rejected.errors),
+            )
+        for certification_id, reason in report.queued_for_review:
+            batch_log.info(
+                "queued for staff review", certification_id=certification_id, reason=reason
+            )
+        batch_log.info(
             "batch committed",
             consumed=report.consumed,
             decided=sum(report.decided.values()),
             duplicates=report.duplicates,
-            dead_letters=report.dead_letters,
+            dead_letters=len(report.rejected),
+            offsets={f"{t}[{p}]": o for (t, p), o in report.next_offsets.items()},
         )
 
     async def _commit_to_kafka(
