@@ -109,8 +109,12 @@ OffsetLoader = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, i
 class StoredOffsetsListener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Seeks newly assigned partitions to the offsets stored in PostgreSQL.
 
-    ``batch_lock`` is held while a batch is processed: a revocation waits for the batch in
+    ``batch_lock`` is held while a batch is written: a revocation waits for the batch in
     hand to commit, so the next owner reads offsets that include it.
+
+    ``epoch`` counts re-positionings (every assignment and revocation). Records fetched in
+    an earlier epoch may precede a seek and must not be written: the seek already put the
+    consumer where the stored offsets say.
     """
 
     def __init__(
@@ -120,11 +124,12 @@ class StoredOffsetsListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._load = load_offsets
         self._lock = batch_lock
         self.assigned: frozenset[TopicPartition] = frozenset()
-        self.generation = 0
+        self.epoch = 0
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
             self.assigned = frozenset()
+            self.epoch += 1
             if revoked:
                 log.info("partitions revoked", partitions=_names(revoked))
 
@@ -137,7 +142,7 @@ class StoredOffsetsListener(ConsumerRebalanceListener):  # type: ignore[misc]
             # consumer's reset policy (earliest) then moves to the log start.
             self._consumer.seek(tp, stored.get(tp, 0))
         self.assigned = frozenset(assigned)
-        self.generation += 1
+        self.epoch += 1
         log.info("partitions assigned", partitions=_names(assigned), stored=len(stored))
 
 

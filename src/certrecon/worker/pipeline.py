@@ -1,5 +1,7 @@
 """One batch from ``getmany`` → one PostgreSQL transaction.
 
+``prepare_batch`` decodes, validates and decides (reading the roster only);
+``commit_batch`` then writes.
 The transaction writes the certifications (a certification_id already stored is ignored),
 the decisions, the result and dead-letter rows of the outbox, the review queue rows and the
 next offset of every topic-partition in the batch. Either all of a batch's effects exist or
@@ -11,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,8 @@ class Inbound:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
+    epoch: int = 0
+    """The consumer's positioning epoch when the record was fetched (see the worker)."""
 
 
 @dataclass(slots=True)
@@ -236,36 +240,72 @@ def _dedupe(rows: list[_Row]) -> tuple[list[_Row], list[_Row]]:
     return list(first.values()), later
 
 
-async def process_batch(
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A decoded and decided batch, not yet written.
+
+    Preparing needs only reads (the roster), so the next batch can be prepared while the
+    previous one is being written.
+    """
+
+    records: list[Inbound]
+    rows: list[_Row]
+    dead: list[DeadLetter]
+    decided_at: dt.datetime
+
+
+async def prepare_batch(
     conn: Conn,
     records: Sequence[Inbound],
     *,
     config: PipelineConfig,
     calendar: WorkingCalendar,
     now: dt.datetime,
+) -> PreparedBatch:
+    """Decode, validate and decide every record against the roster as it is now."""
+    rows, dead = _classify(records, config, calendar, now)
+    wanted = sorted({r.id_number for r in rows if r.certification is not None and r.id_number})
+    roster = await fetch_roster(conn, wanted) if wanted else {}
+    for row in rows:
+        if row.certification is not None:
+            cert = row.certification
+            row.decision = decide(
+                cert,
+                roster.get(cert.id_number),
+                Cycle.of(cert),
+                region_prefix=config.region_prefix,
+            )
+    return PreparedBatch(list(records), rows, dead, now)
+
+
+def _keep_all(record: Inbound) -> bool:
+    return True
+
+
+async def commit_batch(
+    conn: Conn,
+    batch: PreparedBatch,
+    *,
+    config: PipelineConfig,
+    keep: Callable[[Inbound], bool] = _keep_all,
 ) -> BatchReport:
-    """Decide a batch and commit all its effects, with the next offsets, in one transaction."""
+    """Write the effects of the kept records, with their next offsets, in one transaction.
+
+    ``keep`` drops records this worker may no longer write (a partition revoked or
+    re-positioned since the batch was fetched); their offsets are not stored either.
+    """
+    records = [r for r in batch.records if keep(r)]
     report = BatchReport(consumed=len(records))
     if not records:
         return report
     for record in records:
         channel = config.topic_channels[record.topic].value
         report.consumed_by_channel[channel] = report.consumed_by_channel.get(channel, 0) + 1
-    rows, dead = _classify(records, config, calendar, now)
-    unique, repeated = _dedupe(rows)
+    dead = [d for d in batch.dead if keep(d.record)]
+    unique, repeated = _dedupe([r for r in batch.rows if keep(r.record)])
+    now = batch.decided_at
 
     async with conn.transaction():
-        wanted = [r.id_number for r in unique if r.certification is not None and r.id_number]
-        roster = await fetch_roster(conn, wanted) if wanted else {}
-        for row in unique:
-            if row.certification is not None:
-                cert = row.certification
-                row.decision = decide(
-                    cert,
-                    roster.get(cert.id_number),
-                    Cycle.of(cert),
-                    region_prefix=config.region_prefix,
-                )
         inserted = {
             rec["certification_id"]
             for rec in await conn.fetch(_INSERT_CERTIFICATIONS, *_certification_columns(unique))
@@ -303,6 +343,19 @@ async def process_batch(
             list(report.next_offsets.values()),
         )
     return report
+
+
+async def process_batch(
+    conn: Conn,
+    records: Sequence[Inbound],
+    *,
+    config: PipelineConfig,
+    calendar: WorkingCalendar,
+    now: dt.datetime,
+) -> BatchReport:
+    """Prepare and commit a batch on one connection."""
+    batch = await prepare_batch(conn, records, config=config, calendar=calendar, now=now)
+    return await commit_batch(conn, batch, config=config)
 
 
 def _certification_columns(rows: Sequence[_Row]) -> list[list[Any]]:
@@ -399,5 +452,8 @@ __all__ = [
     "BatchReport",
     "Inbound",
     "PipelineConfig",
+    "PreparedBatch",
+    "commit_batch",
+    "prepare_batch",
     "process_batch",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,14 @@ from certrecon.store.calendar_overrides import load_calendar
 from certrecon.store.migrations import migrate
 from certrecon.worker import kafka
 from certrecon.worker.metrics import Metrics
-from certrecon.worker.pipeline import BatchReport, Inbound, PipelineConfig, process_batch
+from certrecon.worker.pipeline import (
+    BatchReport,
+    Inbound,
+    PipelineConfig,
+    PreparedBatch,
+    commit_batch,
+    prepare_batch,
+)
 from certrecon.worker.relay import OutboxRelay, RelayReport
 
 log = get_logger(__name__)
@@ -42,6 +50,25 @@ Service = Callable[["Worker", asyncio.Event], Coroutine[Any, Any, None]]
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _writable(epoch: int, owned: frozenset[TopicPartition], record: Inbound) -> bool:
+    """Whether a fetched record may be written now.
+
+    Not when it was fetched before the latest seek, nor from a partition not (yet) ours:
+    then the stored offsets, not this batch, say where to resume.
+    """
+    return record.epoch == epoch and TopicPartition(record.topic, record.partition) in owned
+
+
+def _db_retry() -> AsyncRetrying:
+    """Bounded retries while PostgreSQL is unreachable; the batch is replayed whole."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(db.RETRIABLE_DB_ERRORS),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(60),
+        reraise=True,
+    )
 
 
 @dataclass
@@ -202,87 +229,101 @@ class Worker:
         return {tp: off for tp, off in stored.items() if tp in set(tps)}
 
     async def _consume(self, stop: asyncio.Event, listener: kafka.StoredOffsetsListener) -> None:
+        """Two stages joined by a one-slot queue: while batch N is written, batch N+1 is
+        fetched, decoded and decided. Writing stays strictly in fetch order."""
+        queue: asyncio.Queue[PreparedBatch | None] = asyncio.Queue(maxsize=1)
+        async with asyncio.TaskGroup() as stages:
+            stages.create_task(self._prepare_stage(stop, listener, queue), name="consume-prepare")
+            stages.create_task(self._commit_stage(listener, queue), name="consume-commit")
+
+    async def _prepare_stage(
+        self,
+        stop: asyncio.Event,
+        listener: kafka.StoredOffsetsListener,
+        queue: asyncio.Queue[PreparedBatch | None],
+    ) -> None:
         consumer = self.consumer
         assert consumer is not None
-        while not stop.is_set():
-            data = await self._fetch_batch(consumer)
-            self.state.assigned = listener.assigned
-            await self._update_lag(consumer, listener)
-            if not data:
-                continue
-            async with self._batch_lock:
-                records = self._owned_records(consumer, listener, data)
-                if not records:
-                    continue
-                report = await self._process(records)
-                self._after_batch(report)
-                await self._commit_to_kafka(consumer, report, listener.assigned)
+        try:
+            while not stop.is_set():
+                records = await self._fetch_batch(consumer, listener)
+                self.state.assigned = listener.assigned
+                await self._update_lag(consumer, listener)
+                if records:
+                    await queue.put(await self._prepare(records))
+        finally:
+            # The commit stage writes what is queued, then ends.
+            await queue.put(None)
 
-    async def _fetch_batch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+    async def _commit_stage(
+        self,
+        listener: kafka.StoredOffsetsListener,
+        queue: asyncio.Queue[PreparedBatch | None],
+    ) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        while (batch := await queue.get()) is not None:
+            async with self._batch_lock:
+                owned = listener.assigned
+                keep = functools.partial(_writable, listener.epoch, owned)
+                report = await self._commit(batch, keep)
+                if report.consumed:
+                    self._after_batch(report)
+                    await self._commit_to_kafka(consumer, report, owned)
+
+    async def _fetch_batch(
+        self, consumer: AIOKafkaConsumer, listener: kafka.StoredOffsetsListener
+    ) -> list[Inbound]:
         """Up to ``batch_max_records`` records, gathered for at most ``batch_fill_ms``.
 
         ``getmany`` returns as soon as any partition has data, often a few hundred records;
         filling the batch a little longer makes far fewer, larger transactions under load.
+        Each record carries the listener's epoch as of the ``getmany`` that returned it.
         """
         limit = self.settings.batch_max_records
-        data: dict[TopicPartition, list[Any]] = await consumer.getmany(
-            timeout_ms=self.settings.batch_timeout_ms, max_records=limit
-        )
-        total = sum(map(len, data.values()))
-        loop = asyncio.get_running_loop()
-        until = loop.time() + self.settings.batch_fill_ms / 1000
-        while data and total < limit and (left := until - loop.time()) > 0:
-            more = await consumer.getmany(timeout_ms=int(left * 1000), max_records=limit - total)
-            if not more:
-                break
-            for tp, messages in more.items():
-                data.setdefault(tp, []).extend(messages)
-            total += sum(map(len, more.values()))
-        return data
-
-    @staticmethod
-    def _owned_records(
-        consumer: AIOKafkaConsumer,
-        listener: kafka.StoredOffsetsListener,
-        data: dict[TopicPartition, list[Any]],
-    ) -> list[Inbound]:
-        """The fetched records this worker may process now.
-
-        A partition already revoked is skipped: its next owner reads from the stored offset.
-        A partition assigned but not yet positioned at its stored offset is rewound, so its
-        records are fetched again once the assignment callback has sought.
-        """
-        ready = listener.assigned
-        current = consumer.assignment()
         records: list[Inbound] = []
-        for tp, messages in data.items():
-            if tp in ready:
+
+        def take(data: dict[TopicPartition, list[Any]]) -> None:
+            epoch = listener.epoch  # read with no await since getmany returned
+            for messages in data.values():
                 records.extend(
-                    Inbound(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
+                    Inbound(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value, epoch)
                     for m in messages
                 )
-            elif tp in current and messages:
-                consumer.seek(tp, messages[0].offset)
+
+        take(await consumer.getmany(timeout_ms=self.settings.batch_timeout_ms, max_records=limit))
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.settings.batch_fill_ms / 1000
+        while records and len(records) < limit and (left := until - loop.time()) > 0:
+            more = await consumer.getmany(
+                timeout_ms=int(left * 1000), max_records=limit - len(records)
+            )
+            if not more:
+                break
+            take(more)
         return records
 
-    async def _process(self, records: list[Inbound]) -> BatchReport:
+    async def _prepare(self, records: list[Inbound]) -> PreparedBatch:
         assert self.pool is not None
         assert self.calendar is not None
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(db.RETRIABLE_DB_ERRORS),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            stop=stop_after_delay(60),
-            reraise=True,
-        ):
+        async for attempt in _db_retry():
             with attempt:
                 async with self.pool.acquire() as conn:
-                    return await process_batch(
+                    return await prepare_batch(
                         conn,
                         records,
                         config=self.config,
                         calendar=self.calendar,
                         now=self.clock(),
                     )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _commit(self, batch: PreparedBatch, keep: Callable[[Inbound], bool]) -> BatchReport:
+        assert self.pool is not None
+        async for attempt in _db_retry():
+            with attempt:
+                async with self.pool.acquire() as conn:
+                    return await commit_batch(conn, batch, config=self.config, keep=keep)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _after_batch(self, report: BatchReport) -> None:
