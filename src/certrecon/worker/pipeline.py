@@ -1,11 +1,11 @@
 """One batch from ``getmany`` → one PostgreSQL transaction.
 
-``prepare_batch`` decodes, validates and decides (reading the roster only);
-``commit_batch`` then writes.
-The transaction writes the certifications (a certification_id already stored is ignored),
-the decisions, the result and dead-letter rows of the outbox, the review queue rows and the
-next offset of every topic-partition in the batch. Either all of a batch's effects exist or
-none do, so a crash at any point replays the batch with the same outcome.
+``prepare_batch`` decodes, validates and decides, reading only the roster.
+``commit_batch`` then writes, in one transaction: the certifications (a certification_id
+already stored is ignored), the decisions, the result and dead-letter rows of the outbox,
+the review queue rows and the next offset of every topic-partition in the batch. Either
+all of a batch's effects exist or none do, so a crash at any point replays the batch with
+the same outcome.
 """
 
 from __future__ import annotations
