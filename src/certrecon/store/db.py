@@ -34,6 +34,19 @@ RETRIABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_retriable_db_error(exc: BaseException) -> bool:
+    """Whether trying again can help: a lost or refused connection, also when it surfaces
+    as a later error (e.g. the rollback of a transaction whose connection just died)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RETRIABLE_DB_ERRORS):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await conn.execute("SET TIME ZONE 'UTC'")

@@ -19,10 +19,10 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from certrecon.logs import get_logger
-from certrecon.store.db import RETRIABLE_DB_ERRORS
+from certrecon.store.db import is_retriable_db_error
 from certrecon.worker.kafka import is_retriable_kafka_error
 
 log = get_logger(__name__)
@@ -67,7 +67,7 @@ class RelayReport:
 
 
 def _retriable(exc: BaseException) -> bool:
-    return is_retriable_kafka_error(exc) or isinstance(exc, RETRIABLE_DB_ERRORS)
+    return is_retriable_kafka_error(exc) or is_retriable_db_error(exc)
 
 
 class OutboxRelay:
@@ -95,7 +95,7 @@ class OutboxRelay:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retriable),
             wait=wait_exponential(multiplier=0.2, max=5),
-            stop=stop_after_attempt(8),
+            stop=stop_after_delay(60),
             reraise=True,
         ):
             with attempt:

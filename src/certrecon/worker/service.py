@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from certrecon.calendar import WorkingCalendar
 from certrecon.errors import WorkerCrashedError
@@ -64,7 +64,7 @@ def _writable(epoch: int, owned: frozenset[TopicPartition], record: Inbound) -> 
 def _db_retry() -> AsyncRetrying:
     """Bounded retries while PostgreSQL is unreachable; the batch is replayed whole."""
     return AsyncRetrying(
-        retry=retry_if_exception_type(db.RETRIABLE_DB_ERRORS),
+        retry=retry_if_exception(db.is_retriable_db_error),
         wait=wait_exponential(multiplier=0.2, max=5),
         stop=stop_after_delay(60),
         reraise=True,
