@@ -14,27 +14,24 @@ def _promtool() -> str:
     return found
 
 
-def test_the_rules_are_valid(repo_root: Path) -> None:
-    done = subprocess.run(
-        [_promtool(), "check", "rules", "deploy/prometheus/alerts.yml"],
+def _run_promtool(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_promtool(), *args],
         cwd=repo_root,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_the_rules_are_valid(repo_root: Path) -> None:
+    done = _run_promtool(repo_root, "check", "rules", "deploy/prometheus/alerts.yml")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_rules_pass_their_unit_tests(repo_root: Path) -> None:
-    done = subprocess.run(
-        [_promtool(), "test", "rules", "deploy/prometheus/alerts_test.yml"],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _run_promtool(repo_root, "test", "rules", "deploy/prometheus/alerts_test.yml")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 

@@ -38,11 +38,6 @@ class Metrics:
             ["kind"],
             registry=r,
         )
-        self.returned = Counter(
-            "certrecon_certifications_returned",
-            "Certifications whose first result the broker acknowledged",
-            registry=r,
-        )
         self.batches = Counter("certrecon_batches", "Batches committed", registry=r)
         self.consumer_lag = Gauge(
             "certrecon_consumer_lag",

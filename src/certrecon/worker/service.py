@@ -404,6 +404,5 @@ class Worker:
     def _count_sent(self, report: RelayReport) -> None:
         for kind, n in report.by_kind.items():
             self.metrics.published.labels(kind).inc(n)
-        self.metrics.returned.inc(report.returned)
         for (channel, outcome, on_time), n in report.returned_by.items():
             self.metrics.count_returned(channel, outcome, on_time, n)
