@@ -61,10 +61,6 @@ class RelayReport:
     returned_by: dict[tuple[str, str, bool], int] = field(default_factory=dict)
     """(channel, outcome, on time) → certifications whose first result was acknowledged."""
 
-    @property
-    def returned(self) -> int:
-        return sum(self.returned_by.values())
-
 
 def _retriable(exc: BaseException) -> bool:
     return is_retriable_kafka_error(exc) or is_retriable_db_error(exc)
