@@ -244,16 +244,15 @@ class Worker:
     ) -> None:
         consumer = self.consumer
         assert consumer is not None
-        try:
-            while not stop.is_set():
-                records = await self._fetch_batch(consumer, listener)
-                self.state.assigned = listener.assigned
-                await self._update_lag(consumer, listener)
-                if records:
-                    await queue.put(await self._prepare(records))
-        finally:
-            # The commit stage writes what is queued, then ends.
-            await queue.put(None)
+        while not stop.is_set():
+            records = await self._fetch_batch(consumer, listener)
+            self.state.assigned = listener.assigned
+            await self._update_lag(consumer, listener)
+            if records:
+                await queue.put(await self._prepare(records))
+        # The commit stage writes what is queued, then ends. (On a failure the task group
+        # cancels both stages instead.)
+        await queue.put(None)
 
     async def _commit_stage(
         self,
