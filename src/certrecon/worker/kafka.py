@@ -14,6 +14,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 
 from certrecon.errors import BrokerUnavailableError
 from certrecon.logs import get_logger
+from certrecon.store.db import is_retriable_db_error
 
 log = get_logger(__name__)
 
@@ -125,6 +126,9 @@ class StoredOffsetsListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._lock = batch_lock
         self.assigned: frozenset[TopicPartition] = frozenset()
         self.epoch = 0
+        self.failure: BaseException | None = None
+        """Set when the stored offsets could not be read; the worker must stop then, since
+        it would otherwise fetch and drop those partitions' records while looking alive."""
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
@@ -134,7 +138,20 @@ class StoredOffsetsListener(ConsumerRebalanceListener):  # type: ignore[misc]
                 log.info("partitions revoked", partitions=_names(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        stored = await self._load(list(assigned))
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_retriable_db_error),
+                wait=wait_exponential(multiplier=0.2, max=5),
+                stop=stop_after_delay(60),
+                reraise=True,
+            ):
+                with attempt:
+                    stored = await self._load(list(assigned))
+        except Exception as exc:
+            # aiokafka would only log a listener's exception and carry on unpositioned.
+            self.failure = exc
+            log.error("stored offsets unreadable", error=repr(exc))
+            return
         # No await between the seeks and publishing the assignment: the consume loop sees
         # either neither or both.
         for tp in assigned:

@@ -245,6 +245,11 @@ class Worker:
         consumer = self.consumer
         assert consumer is not None
         while not stop.is_set():
+            if listener.failure is not None:
+                raise WorkerCrashedError(
+                    f"the stored offsets of newly assigned partitions are unreadable: "
+                    f"{listener.failure!r}"
+                ) from listener.failure
             records = await self._fetch_batch(consumer, listener)
             self.state.assigned = listener.assigned
             await self._update_lag(consumer, listener)
