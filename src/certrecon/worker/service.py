@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from certrecon.calendar import WorkingCalendar
@@ -394,13 +395,18 @@ class Worker:
         if self._lag_at is not None and (now - self._lag_at).total_seconds() < 5:
             return
         self._lag_at = now
-        for tp in listener.assigned:
+        current = consumer.assignment()
+        for tp in listener.assigned & current:
             # The fetch high watermark is trusted over ListOffsets, which some brokers
             # answer with a stale end.
             high = consumer.highwater(tp)
             if high is None:
                 continue
-            position = await consumer.position(tp)
+            try:
+                position = await consumer.position(tp)
+            except IllegalStateError:
+                continue  # revoked while we asked: the next owner reports it
+
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
                 max(0, high - position)
             )
