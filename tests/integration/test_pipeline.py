@@ -83,3 +83,22 @@ async def test_invalid_and_undecodable_records(conn: asyncpg.Connection) -> None
     kinds = await conn.fetch("SELECT kind, count(*) AS n FROM outbox GROUP BY kind ORDER BY kind")
     assert [(r["kind"], r["n"]) for r in kinds] == [("dead_letter", 3), ("result", 1)]
     assert await conn.fetchval("SELECT max(next_offset) FROM consumer_offset") == 3
+
+
+def test_a_huge_dead_letter_is_cut_and_says_so() -> None:
+    import base64
+    import hashlib
+    import json
+
+    from certrecon.worker.pipeline import MAX_DEAD_LETTER_VALUE, DeadLetter
+
+    value = b"x" * (MAX_DEAD_LETTER_VALUE * 3)
+    record = Inbound("t", 1, 7, 0, None, value)
+    message = DeadLetter(record, ("message: not valid JSON",)).message(_config())
+    body = json.loads(message.payload)
+    assert base64.b64decode(body["value"]) == value[:MAX_DEAD_LETTER_VALUE]
+    assert body["errors"][0] == "message: not valid JSON"
+    assert hashlib.sha256(value).hexdigest() in body["errors"][1]
+    assert len(message.payload) < 1024 * 1024
+    small = DeadLetter(Inbound("t", 1, 8, 0, None, b"{"), ("message: not valid JSON",))
+    assert json.loads(small.message(_config()).payload)["errors"] == ["message: not valid JSON"]

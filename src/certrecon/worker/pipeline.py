@@ -91,6 +91,10 @@ def _received_at(record: Inbound) -> dt.datetime:
     return dt.datetime.fromtimestamp(record.timestamp_ms / 1000, tz=dt.UTC)
 
 
+MAX_DEAD_LETTER_VALUE = 256 * 1024
+"""Original bytes carried in one dead letter; well under Kafka's default 1 MB message."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """An inbound record that could not be decoded, validated or accepted."""
@@ -101,14 +105,24 @@ class DeadLetter:
 
     def message(self, config: PipelineConfig) -> OutboxMessage:
         r = self.record
+        value, errors = r.value, list(self.errors)
+        if value is not None and len(value) > MAX_DEAD_LETTER_VALUE:
+            # Base64 grows it by a third: a near-limit message would make a dead letter the
+            # broker refuses, and the relay would retry it forever. The source position and
+            # the digest lead back to the original, which the source topic keeps.
+            errors.append(
+                f"message: value of {len(value)} bytes cut to its first "
+                f"{MAX_DEAD_LETTER_VALUE} here; sha256 {hashlib.sha256(value).hexdigest()}"
+            )
+            value = value[:MAX_DEAD_LETTER_VALUE]
         payload = dead_letter_payload(
             topic=r.topic,
             partition=r.partition,
             offset=r.offset,
             timestamp_ms=r.timestamp_ms,
             key=r.key,
-            value=r.value,
-            errors=list(self.errors),
+            value=value,
+            errors=errors,
             certification_id=self.certification_id,
         )
         return OutboxMessage(
