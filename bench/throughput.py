@@ -49,30 +49,16 @@ from certrecon.embedded import EmbeddedBroker, EmbeddedPostgres  # noqa: E402
 from certrecon.store import db  # noqa: E402
 from certrecon.store.migrations import migrate  # noqa: E402
 from certrecon.store.roster import import_roster  # noqa: E402
-from certrecon.worker.kafka import ensure_topics  # noqa: E402
+from certrecon.worker.kafka import ensure_topics, publish  # noqa: E402
 
 PARTITIONS = 6
-
-
-async def produce_all(bootstrap: str, messages: list[tuple[str, bytes, bytes]]) -> float:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5
-    )
-    await producer.start()
-    started = time.perf_counter()
-    try:
-        futures = [await producer.send(t, key=k, value=v) for t, k, v in messages]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-    return time.perf_counter() - started
 
 
 async def passthrough(bootstrap: str, values: list[bytes]) -> float:
     tag = uuid.uuid4().hex[:8]
     source, sink = f"bench.in.{tag}", f"bench.out.{tag}"
     await ensure_topics(bootstrap, [source, sink], PARTITIONS)
-    await produce_all(bootstrap, [(source, str(i).encode(), v) for i, v in enumerate(values)])
+    await publish(bootstrap, [(source, str(i).encode(), v) for i, v in enumerate(values)])
     consumer = AIOKafkaConsumer(
         source,
         bootstrap_servers=bootstrap,
@@ -138,15 +124,14 @@ async def worker_run(
     dsn: str, bootstrap: str, count: int, logdir: Path
 ) -> tuple[float, float, float]:
     settings = isolated_settings(topic_partitions=PARTITIONS)
-    topics = [*settings.channel_topics.values(), settings.result_topic, settings.dead_letter_topic]
-    await ensure_topics(bootstrap, [*topics, settings.sla_alert_topic], PARTITIONS)
+    await ensure_topics(bootstrap, settings.all_topics(), PARTITIONS)
     people = eligible_roster(count, seed=1)
     conn = await db.connect(dsn)
     try:
         await migrate(conn)
         await import_roster(conn, people)
         when = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-        await produce_all(bootstrap, spread_over_channels(settings, people, when, prefix="B"))
+        await publish(bootstrap, spread_over_channels(settings, people, when, prefix="B"))
         env = settings_env(settings, dsn, bootstrap)
         env["CERTRECON_HTTP_PORT"] = "0"
         log = (logdir / "worker.log").open("wb")

@@ -13,14 +13,24 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from certrecon.domain import Channel, RosterRecord, RosterStatus
 from certrecon.settings import DEFAULT_CHANNEL_TOPICS, Settings
-from certrecon.synthetic import make_roster
+from certrecon.synthetic import certification_message, make_roster
 from certrecon.worker.bootstrap import build_worker
-from certrecon.worker.kafka import ensure_topics
+from certrecon.worker.kafka import ensure_topics, publish
 from certrecon.worker.service import Worker
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
 
 
 def isolated_settings(**changes: Any) -> Settings:
@@ -67,16 +77,7 @@ def settings_env(settings: Settings, dsn: str, bootstrap: str) -> dict[str, str]
 
 
 async def create_topics(settings: Settings, bootstrap: str) -> None:
-    await ensure_topics(
-        bootstrap,
-        [
-            *settings.channel_topics.values(),
-            settings.result_topic,
-            settings.dead_letter_topic,
-            settings.sla_alert_topic,
-        ],
-        settings.topic_partitions,
-    )
+    await ensure_topics(bootstrap, settings.all_topics(), settings.topic_partitions)
 
 
 def eligible_roster(n: int, *, seed: int) -> list[RosterRecord]:
@@ -96,31 +97,6 @@ def eligible_roster(n: int, *, seed: int) -> list[RosterRecord]:
     ]
 
 
-def certification(
-    cid: str,
-    channel: Channel,
-    person: RosterRecord,
-    certified_at: dt.datetime,
-    **changes: Any,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "schema_version": 1,
-        "certification_id": cid,
-        "channel": channel.value,
-        "subject": {"id_type": "resident_id", "id_number": person.id_number, "name": person.name},
-        "certified_at": certified_at.isoformat(timespec="seconds"),
-        "method": "face",
-        "face_match": "pass",
-        "on_behalf": None,
-        "residence": {"country": "CN"},
-        "insured_region": person.insured_region or "110105",
-    }
-    if channel is Channel.CONSULAR:
-        body["residence"] = {"country": "JP"}
-    body.update(changes)
-    return body
-
-
 def spread_over_channels(
     settings: Settings, people: Sequence[RosterRecord], when: dt.datetime, *, prefix: str
 ) -> list[tuple[str, bytes, bytes]]:
@@ -135,14 +111,9 @@ def spread_over_channels(
     return messages
 
 
-async def produce(bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
-    await producer.start()
-    try:
-        futures = [await producer.send(t, key=k, value=v) for t, k, v in messages]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+# The tests play the ministry's side with the same builders the demo uses.
+produce = publish
+certification = certification_message
 
 
 def encode(body: Mapping[str, Any]) -> bytes:

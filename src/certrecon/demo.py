@@ -14,12 +14,9 @@ import datetime as dt
 import json
 import random
 import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from aiokafka import AIOKafkaProducer
 
 from certrecon.domain import CST, Channel, RosterRecord, RosterStatus
 from certrecon.embedded import EmbeddedBroker, EmbeddedPostgres
@@ -29,7 +26,7 @@ from certrecon.store import db
 from certrecon.store.db import Conn
 from certrecon.store.migrations import migrate
 from certrecon.store.roster import import_roster
-from certrecon.synthetic import make_roster
+from certrecon.synthetic import certification_message, make_roster
 from certrecon.worker import kafka
 from certrecon.worker.bootstrap import build_worker
 
@@ -39,45 +36,15 @@ log = get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class Scenario:
     roster: list[RosterRecord]
-    messages: list[tuple[Channel, bytes | None, bytes]]
-    """(channel, key, value) to push."""
+    messages: list[tuple[str, bytes | None, bytes]]
+    """(topic, key, value) to push."""
     expected_certifications: int
     """How many messages carry a usable certification_id (each gets a result or review)."""
 
 
-def _certification(
-    cid: str,
-    channel: Channel,
-    person: RosterRecord,
-    certified_at: dt.datetime,
-    *,
-    name: str | None = None,
-    face: str = "pass",
-    region: str | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "schema_version": 1,
-        "certification_id": cid,
-        "channel": channel.value,
-        "subject": {
-            "id_type": "resident_id",
-            "id_number": person.id_number,
-            "name": name or person.name,
-        },
-        "certified_at": certified_at.isoformat(timespec="seconds"),
-        "method": "face",
-        "face_match": face,
-        "on_behalf": None,
-        "residence": {"country": "CN"},
-        "insured_region": region or person.insured_region or "110105",
-    }
-    if channel is Channel.CONSULAR:
-        body["residence"] = {"country": random.Random(cid).choice(["JP", "US", "AU", "DE", "CA"])}
-        body["method"] = "face_video"
-    return body
-
-
-def build_scenario(now: dt.datetime, *, people: int = 1000, seed: int = 20261127) -> Scenario:
+def build_scenario(
+    settings: Settings, now: dt.datetime, *, people: int = 1000, seed: int = 20261127
+) -> Scenario:
     rng = random.Random(seed)
     everyone = make_roster(people + 40, seed=seed, region="110105")
     roster, strangers = everyone[:people], everyone[people:]
@@ -102,70 +69,50 @@ def build_scenario(now: dt.datetime, *, people: int = 1000, seed: int = 20261127
         adjust(i, status=RosterStatus.SUSPENDED)
 
     channels = list(Channel)
-    messages: list[tuple[Channel, bytes | None, bytes]] = []
+    messages: list[tuple[str, bytes | None, bytes]] = []
     expected = 0
 
     def push(channel: Channel, body: dict[str, Any], key: str) -> None:
         nonlocal expected
-        messages.append((channel, key.encode(), json.dumps(body, ensure_ascii=False).encode()))
+        value = json.dumps(body, ensure_ascii=False).encode()
+        messages.append((settings.channel_topics[channel], key.encode(), value))
         expected += 1
 
     for i, person in enumerate(roster):
         channel = channels[i % 4]
         when = now - dt.timedelta(minutes=rng.randint(5, 60 * 24 * 6))
-        name = None
-        face = "pass"
+        body = certification_message(f"DEMO{today:%Y%m%d}{i:06d}", channel, person, when)
         if 60 <= i < 80:
-            name = person.name + "明"  # a different person with the same ID number
+            body["subject"]["name"] = person.name + "明"  # another person with the same ID
         elif 80 <= i < 100:
-            face = "fail"
-        cid = f"DEMO{today:%Y%m%d}{i:06d}"
-        push(
-            channel,
-            _certification(cid, channel, person, when, name=name, face=face),
-            person.id_number,
-        )
+            body["face_match"] = "fail"
+        push(channel, body, person.id_number)
     for j, stranger in enumerate(strangers[:20]):
         channel = channels[j % 4]
         cid = f"DEMO{today:%Y%m%d}X{j:05d}"
-        body = _certification(cid, channel, stranger, now - dt.timedelta(hours=j + 1))
+        body = certification_message(cid, channel, stranger, now - dt.timedelta(hours=j + 1))
         push(channel, body, stranger.id_number)
     for j, stranger in enumerate(strangers[20:30]):
         channel = channels[j % 4]
         cid = f"DEMO{today:%Y%m%d}R{j:05d}"
-        body = _certification(
-            cid, channel, stranger, now - dt.timedelta(hours=j + 1), region="310104"
+        body = certification_message(
+            cid, channel, stranger, now - dt.timedelta(hours=j + 1), insured_region="310104"
         )
         push(channel, body, stranger.id_number)
     # Invalid records: a wrong check character, a consular certification from China, and a
     # message on the wrong channel topic.
     bad_id = roster[100].id_number[:-1] + ("0" if roster[100].id_number[-1] != "0" else "1")
-    body = _certification(f"DEMO{today:%Y%m%d}B00001", Channel.APP_12333, roster[100], now)
+    body = certification_message(f"DEMO{today:%Y%m%d}B00001", Channel.APP_12333, roster[100], now)
     body["subject"]["id_number"] = bad_id
     push(Channel.APP_12333, body, bad_id)
-    body = _certification(f"DEMO{today:%Y%m%d}B00002", Channel.CONSULAR, roster[101], now)
+    body = certification_message(f"DEMO{today:%Y%m%d}B00002", Channel.CONSULAR, roster[101], now)
     body["residence"] = {"country": "CN"}
     push(Channel.CONSULAR, body, roster[101].id_number)
-    body = _certification(f"DEMO{today:%Y%m%d}B00003", Channel.ESSC, roster[102], now)
+    body = certification_message(f"DEMO{today:%Y%m%d}B00003", Channel.ESSC, roster[102], now)
     push(Channel.NATIONAL_PLATFORM, body, roster[102].id_number)
     # Undecodable: no usable certification_id, so a dead letter only.
-    messages.append((Channel.ESSC, None, b"\xff\xfenot json"))
+    messages.append((settings.channel_topics[Channel.ESSC], None, b"\xff\xfenot json"))
     return Scenario(roster, messages, expected)
-
-
-async def push_messages(
-    bootstrap: str, settings: Settings, messages: Sequence[tuple[Channel, bytes | None, bytes]]
-) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(settings.channel_topics[channel], key=key, value=value)
-            for channel, key, value in messages
-        ]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 async def wait_until_settled(conn: Conn, expected: int) -> None:
@@ -257,22 +204,15 @@ async def run_demo(settings: Settings, *, people: int = 1000) -> Summary:
     ):
         demo_settings = dataclasses.replace(settings, http_port=None)
         now = dt.datetime.now(dt.UTC)
-        scenario = build_scenario(now, people=people)
+        scenario = build_scenario(demo_settings, now, people=people)
         conn = await db.connect(pg.dsn)
         try:
             await migrate(conn)
             await import_roster(conn, scenario.roster)
             await kafka.ensure_topics(
-                broker.bootstrap,
-                [
-                    *demo_settings.channel_topics.values(),
-                    demo_settings.result_topic,
-                    demo_settings.dead_letter_topic,
-                    demo_settings.sla_alert_topic,
-                ],
-                demo_settings.topic_partitions,
+                broker.bootstrap, demo_settings.all_topics(), demo_settings.topic_partitions
             )
-            await push_messages(broker.bootstrap, demo_settings, scenario.messages)
+            await kafka.publish(broker.bootstrap, scenario.messages)
             stop = asyncio.Event()
             worker = build_worker(demo_settings, dsn=pg.dsn, bootstrap=broker.bootstrap)
             running = asyncio.create_task(worker.run(stop), name="demo-worker")

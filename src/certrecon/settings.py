@@ -61,6 +61,15 @@ class Settings:
     shutdown_grace_seconds: float = 20.0
     max_clock_skew_seconds: int = 600
 
+    def all_topics(self) -> list[str]:
+        """Every topic the worker reads or writes."""
+        return [
+            *self.channel_topics.values(),
+            self.result_topic,
+            self.dead_letter_topic,
+            self.sla_alert_topic,
+        ]
+
     def topic_channels(self) -> dict[str, Channel]:
         return {topic: channel for channel, topic in self.channel_topics.items()}
 

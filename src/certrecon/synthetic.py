@@ -10,10 +10,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import random
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from certrecon.domain import RosterRecord, RosterStatus
+from certrecon.domain import Channel, RosterRecord, RosterStatus
 from certrecon.ids import check_character
 from certrecon.roster_csv import HEADER
 
@@ -163,3 +165,35 @@ def write_roster_csv(path: Path, records: Iterable[RosterRecord]) -> None:
             )
             for r in records
         )
+
+
+def certification_message(
+    certification_id: str,
+    channel: Channel,
+    person: RosterRecord,
+    certified_at: dt.datetime,
+    **changes: Any,
+) -> dict[str, Any]:
+    """A valid inbound certification (schema_version 1) of ``person``; ``changes``
+    replace top-level fields. Consular ones come from abroad by face video."""
+    body: dict[str, Any] = {
+        "schema_version": 1,
+        "certification_id": certification_id,
+        "channel": channel.value,
+        "subject": {"id_type": "resident_id", "id_number": person.id_number, "name": person.name},
+        "certified_at": certified_at.isoformat(timespec="seconds"),
+        "method": "face",
+        "face_match": "pass",
+        "on_behalf": None,
+        "residence": {"country": "CN"},
+        "insured_region": person.insured_region or "110105",
+    }
+    if channel is Channel.CONSULAR:
+        country = _ABROAD[zlib.crc32(certification_id.encode()) % len(_ABROAD)]
+        body["residence"] = {"country": country}
+        body["method"] = "face_video"
+    body.update(changes)
+    return body
+
+
+_ABROAD = ("JP", "US", "AU", "DE", "CA")

@@ -99,6 +99,17 @@ async def _wait_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
     return await loop.run_in_executor(None, lambda: proc.wait(timeout))
 
 
+async def _all_answered_then_stop(conn: asyncpg.Connection, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until every certification has a published result, then stop the worker the
+    way a supervisor does; it must exit 0."""
+    await wait_for(conn, "SELECT count(*) FROM result", lambda n: n == COUNT, timeout=180)
+    await wait_for(
+        conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL", lambda n: n == 0, timeout=60
+    )
+    proc.send_signal(signal.SIGTERM)
+    assert await _wait_process(proc, 60) == 0
+
+
 def _assert_one_content_per_result(records: list[object]) -> None:
     contents: dict[str, set[bytes]] = defaultdict(set)
     for r in records:
@@ -124,12 +135,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_answers_once(
         assert done_before < COUNT, "the crash must happen mid-stream"
 
         second = pool.start()
-        await wait_for(conn, "SELECT count(*) FROM result", lambda n: n == COUNT, timeout=180)
-        await wait_for(
-            conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL", lambda n: n == 0, timeout=60
-        )
-        second.send_signal(signal.SIGTERM)
-        assert await _wait_process(second, 60) == 0
+        await _all_answered_then_stop(conn, second)
 
         records = await read_topic(kafka_bootstrap, settings.result_topic, at_least=COUNT)
         _assert_one_content_per_result(records)
@@ -154,12 +160,7 @@ async def test_two_workers_share_partitions_and_one_stopping_loses_nothing(
         # The second half arrives on every partition, including those the stopped worker
         # owned: the remaining worker must take them over.
         await produce(kafka_bootstrap, rest)
-        await wait_for(conn, "SELECT count(*) FROM result", lambda n: n == COUNT, timeout=180)
-        await wait_for(
-            conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL", lambda n: n == 0, timeout=60
-        )
-        b.send_signal(signal.SIGTERM)
-        assert await _wait_process(b, 60) == 0
+        await _all_answered_then_stop(conn, b)
 
         records = await read_topic(kafka_bootstrap, settings.result_topic, at_least=COUNT)
         _assert_one_content_per_result(records)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from certrecon.embedded.broker import EmbeddedBroker
 from certrecon.embedded.postgres import EmbeddedPostgres
 from certrecon.settings import Settings
 from certrecon.store import db
@@ -90,26 +91,42 @@ async def test_readyz_follows_a_stopped_and_restarted_postgresql(
         await asyncio.to_thread(pg.stop)
 
 
-async def test_an_unreachable_broker_is_named() -> None:
-    class DeadConsumer:
-        async def topics(self) -> set[str]:
-            raise ConnectionError("Unable to get cluster metadata over all known brokers")
-
-        def assignment(self) -> set[TopicPartition]:
-            return set()
-
-    worker = Worker(Settings(), dsn="unused", bootstrap="unused:1", metrics=Metrics())
-    worker.consumer = DeadConsumer()
+async def test_readyz_follows_a_stopped_and_restarted_broker(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(tmp_path / "broker")
+    await asyncio.to_thread(broker.start)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, request_timeout_ms=2000)
+    await consumer.start()
+    worker = Worker(Settings(), dsn="unused", bootstrap=broker.bootstrap, metrics=Metrics())
+    worker.consumer = consumer
     server = HealthServer(
-        host="127.0.0.1", port=0, registry=worker.metrics.registry, checks=worker_checks(worker)
+        host="127.0.0.1",
+        port=0,
+        registry=worker.metrics.registry,
+        checks=worker_checks(worker, broker_cache_seconds=0),
+        check_timeout=1,
     )
-    ready, checks = await server.readiness()
-    assert not ready
-    assert checks == {
-        "database": "not connected yet",
-        "broker": "Unable to get cluster metadata over all known brokers",
-        "partitions": "no partition assigned to this worker",
-    }
+
+    async def broker_check(wanted_ok: bool) -> dict[str, str]:
+        async with asyncio.timeout(30):
+            while True:
+                ready, checks = await server.readiness()
+                if (checks["broker"] == "ok") == wanted_ok:
+                    assert not ready  # no database, no partitions in this test
+                    return checks
+                await asyncio.sleep(0.2)
+
+    try:
+        checks = await broker_check(wanted_ok=True)
+        assert checks["database"] == "not connected yet"
+        assert checks["partitions"] == "no partition assigned to this worker"
+        await asyncio.to_thread(broker.stop)
+        checks = await broker_check(wanted_ok=False)
+        assert checks["broker"]  # the reason, e.g. no answer within the timeout
+        await asyncio.to_thread(broker.start)
+        await broker_check(wanted_ok=True)
+    finally:
+        await consumer.stop()
+        await asyncio.to_thread(broker.stop)
 
 
 async def test_a_hanging_check_times_out() -> None:

@@ -19,6 +19,7 @@ from certrecon.worker.metrics import Metrics
 from certrecon.worker.monitor import DeadlineMonitor, run_monitor
 from certrecon.worker.service import Worker
 from tests.integration.sla_support import add_certification, cst
+from tests.support import Clock
 
 TOPIC = "certrecon.sla-alert"
 
@@ -151,16 +152,6 @@ async def test_concurrent_runs_on_two_connections_raise_each_alert_once(
     finally:
         for c in replicas:
             await c.close()
-
-
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 def make_worker(dsn: str, clock: Clock) -> Worker:

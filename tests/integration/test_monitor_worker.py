@@ -6,16 +6,17 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
-import socket
 
 from certrecon.calendar import compute_deadline, default_calendar
 from certrecon.domain import CST, Channel, Outcome
+from certrecon.embedded.broker import free_port
 from certrecon.store import db
 from certrecon.store.review import decide
 from certrecon.store.roster import import_roster
 from certrecon.synthetic import make_roster
 from tests.integration.test_health import http
 from tests.support import (
+    Clock,
     certification,
     create_topics,
     eligible_roster,
@@ -26,20 +27,6 @@ from tests.support import (
     running_worker,
     wait_for,
 )
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_alerts_metrics_and_a_late_staff_decision_through_the_worker(

@@ -17,7 +17,7 @@ from certrecon.domain import Channel, Outcome
 from certrecon.errors import ReviewError
 from certrecon.store import db
 from certrecon.store.review import DecisionStatus, decide, list_queue, parse_outcome, show
-from certrecon.worker.pipeline import Inbound, PipelineConfig, process_batch
+from certrecon.worker.pipeline import Inbound, PipelineConfig, commit_batch, prepare_batch
 from tests.integration.sla_support import ID_NUMBER, add_certification, cst
 
 RESULTS = "mohrss.certification-result"
@@ -71,9 +71,10 @@ async def consume(conn: asyncpg.Connection, certification_id: str, offset: int =
         ID_NUMBER.encode(),
         message(certification_id, "2024-06-03T10:00:00+08:00"),
     )
-    await process_batch(
+    batch = await prepare_batch(
         conn, [record], config=CONFIG, calendar=default_calendar(), now=cst(2024, 6, 3, 10, 1)
     )
+    await commit_batch(conn, batch, config=CONFIG)
 
 
 async def results(conn: asyncpg.Connection, certification_id: str) -> list[dict[str, object]]:

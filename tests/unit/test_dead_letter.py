@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from certrecon.consumers import (
     Invalid,
-    dead_letter_for,
     dead_letter_id,
     dead_letter_payload,
     decode,
@@ -192,9 +191,7 @@ class TestDeadLetterPayload:
             received_at=dt.datetime(2026, 9, 30, tzinfo=dt.UTC),
         )
         assert isinstance(decoded, Invalid)
-        raw = dead_letter_for(
-            decoded, topic=TOPIC, partition=1, offset=9, timestamp_ms=1_000, key=b"k"
-        )
+        raw = _from_decoded(decoded, partition=1, offset=9, timestamp_ms=1_000, key=b"k")
         body = json.loads(raw)
         assert body["certification_id"] == "LS1"
         assert body["errors"] == list(decoded.errors)
@@ -206,9 +203,7 @@ class TestDeadLetterPayload:
             None, topic=TOPIC, channel=Channel.APP_12333, received_at=dt.datetime.now(dt.UTC)
         )
         assert isinstance(decoded, Invalid)
-        body = json.loads(
-            dead_letter_for(decoded, topic=TOPIC, partition=0, offset=0, timestamp_ms=0, key=None)
-        )
+        body = json.loads(_from_decoded(decoded, partition=0, offset=0, timestamp_ms=0, key=None))
         assert body["value"] is None
         assert body["errors"] == ["message: no value (tombstone)"]
         assert "certification_id" not in body
@@ -391,3 +386,19 @@ class TestResultMessage:
 def test_inbound_examples_match_their_schema(name: str) -> None:
     body = json.loads((CONTRACT / "examples" / name).read_text(encoding="utf-8"))
     assert schema_problems(body, schema("certification.schema.json")) == []
+
+
+def _from_decoded(
+    decoded: Invalid, *, partition: int, offset: int, timestamp_ms: int, key: bytes | None
+) -> bytes:
+    """What the worker writes for an invalid message: the decoder's verdict as is."""
+    return dead_letter_payload(
+        topic=TOPIC,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=timestamp_ms,
+        key=key,
+        value=decoded.raw,
+        errors=decoded.errors,
+        certification_id=decoded.certification_id,
+    )

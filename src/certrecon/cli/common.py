@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
 
 from certrecon import logs
-from certrecon.embedded import Endpoints, endpoints
 from certrecon.settings import Settings
 from certrecon.store import db
 
@@ -20,12 +19,6 @@ T = TypeVar("T")
 def load_settings() -> Settings:
     logs.configure()
     return Settings.from_env()
-
-
-@contextlib.contextmanager
-def services(settings: Settings) -> Iterator[Endpoints]:
-    with endpoints(settings) as found:
-        yield found
 
 
 @contextlib.asynccontextmanager

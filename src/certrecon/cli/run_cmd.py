@@ -5,7 +5,8 @@ import signal
 
 import click
 
-from certrecon.cli.common import load_settings, services
+from certrecon.cli.common import load_settings
+from certrecon.embedded import endpoints as embedded_or_configured
 from certrecon.logs import get_logger
 
 
@@ -16,7 +17,7 @@ def run() -> None:
 
     settings = load_settings()
     log = get_logger("certrecon.run")
-    with services(settings) as endpoints:
+    with embedded_or_configured(settings) as endpoints:
         if endpoints.embedded:
             log.info("embedded services started", services=list(endpoints.embedded))
 

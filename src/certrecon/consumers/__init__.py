@@ -5,7 +5,7 @@ Everything exported here is pure (no I/O, no clock reads).
 
 from __future__ import annotations
 
-from certrecon.consumers.dead_letter import dead_letter_for, dead_letter_id, dead_letter_payload
+from certrecon.consumers.dead_letter import dead_letter_id, dead_letter_payload
 from certrecon.consumers.decode import DEFAULT_MAX_SKEW, decode, usable_certification_id
 from certrecon.consumers.models import Decoded, Invalid, Valid
 
@@ -14,7 +14,6 @@ __all__ = [
     "Decoded",
     "Invalid",
     "Valid",
-    "dead_letter_for",
     "dead_letter_id",
     "dead_letter_payload",
     "decode",

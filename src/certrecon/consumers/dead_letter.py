@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from certrecon.consumers.decode import usable_certification_id
-from certrecon.consumers.models import Invalid
 
-__all__ = ["dead_letter_for", "dead_letter_id", "dead_letter_payload"]
+__all__ = ["dead_letter_id", "dead_letter_payload"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -62,28 +61,6 @@ def dead_letter_payload(
     if usable is not None:
         document["certification_id"] = usable
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def dead_letter_for(
-    invalid: Invalid,
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    timestamp_ms: int | None,
-    key: bytes | None,
-) -> bytes:
-    """``dead_letter_payload`` filled from a decoding outcome."""
-    return dead_letter_payload(
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        timestamp_ms=timestamp_ms,
-        key=key,
-        value=invalid.raw,
-        errors=invalid.errors,
-        certification_id=invalid.certification_id,
-    )
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -82,6 +82,17 @@ async def start_producer(bootstrap: str) -> AIOKafkaProducer:
     producer = make_producer(bootstrap)
     await _retry_start(producer.start)
     return producer
+
+
+async def publish(bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+    """Publish (topic, key, value) messages with acks=all; for the demo, tests and
+    benchmarks, which play the ministry's side."""
+    producer = await start_producer(bootstrap)
+    try:
+        futures = [await producer.send(t, key=k, value=v) for t, k, v in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
 
 
 def make_consumer(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from certrecon.calendar import WorkingCalendar, compute_deadline
+from certrecon.calendar import Deadline, WorkingCalendar, compute_deadline
 from certrecon.consumers.dead_letter import dead_letter_id, dead_letter_payload
 from certrecon.consumers.decode import Invalid, Valid, decode
 from certrecon.domain import Certification, Channel, Cycle, Decision, Outcome
@@ -78,10 +78,7 @@ class _Row:
     valid: bool
     certified_at: dt.datetime | None
     certified_at_raw: str | None
-    local_date: dt.date
-    due_date: dt.date
-    deadline: dt.datetime
-    provisional: bool
+    due: Deadline
     sha: bytes
     certification: Certification | None = None
     decision: Decision | None = None
@@ -165,10 +162,7 @@ def _classify(
                     valid=True,
                     certified_at=cert.certified_at,
                     certified_at_raw=cert.certified_at_raw,
-                    local_date=deadline.local_date,
-                    due_date=deadline.due_date,
-                    deadline=deadline.deadline,
-                    provisional=deadline.provisional,
+                    due=deadline,
                     sha=sha,
                     certification=cert,
                 )
@@ -191,10 +185,7 @@ def _classify(
                 valid=False,
                 certified_at=decoded.certified_at,
                 certified_at_raw=decoded.certified_at_raw,
-                local_date=deadline.local_date,
-                due_date=deadline.due_date,
-                deadline=deadline.deadline,
-                provisional=deadline.provisional,
+                due=deadline,
                 sha=sha,
                 decision=Decision(
                     outcome=Outcome.INVALID_RECORD,
@@ -359,19 +350,6 @@ async def commit_batch(
     return report
 
 
-async def process_batch(
-    conn: Conn,
-    records: Sequence[Inbound],
-    *,
-    config: PipelineConfig,
-    calendar: WorkingCalendar,
-    now: dt.datetime,
-) -> BatchReport:
-    """Prepare and commit a batch on one connection."""
-    batch = await prepare_batch(conn, records, config=config, calendar=calendar, now=now)
-    return await commit_batch(conn, batch, config=config)
-
-
 def _certification_columns(rows: Sequence[_Row]) -> list[list[Any]]:
     return [
         [r.certification_id for r in rows],
@@ -383,10 +361,10 @@ def _certification_columns(rows: Sequence[_Row]) -> list[list[Any]]:
         [r.valid for r in rows],
         [r.certified_at for r in rows],
         [r.certified_at_raw for r in rows],
-        [r.local_date for r in rows],
-        [r.due_date for r in rows],
-        [r.deadline for r in rows],
-        [r.provisional for r in rows],
+        [r.due.local_date for r in rows],
+        [r.due.due_date for r in rows],
+        [r.due.deadline for r in rows],
+        [r.due.provisional for r in rows],
         [r.sha for r in rows],
         [r.record.value or b"" for r in rows],
         [_received_at(r.record) for r in rows],
@@ -450,7 +428,7 @@ async def _write_decisions(
                 outcome=d.outcome,
                 reason=d.reason,
                 certified_at_raw=r.certified_at_raw or "",
-                due_date=r.due_date,
+                due_date=r.due.due_date,
                 decided_at=now,
                 decided_by="rules",
                 key=r.id_number.encode() if r.id_number else r.record.key,
@@ -469,5 +447,4 @@ __all__ = [
     "PreparedBatch",
     "commit_batch",
     "prepare_batch",
-    "process_batch",
 ]

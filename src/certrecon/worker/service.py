@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import functools
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -78,8 +78,6 @@ class WorkerState:
 
     assigned: frozenset[TopicPartition] = frozenset()
     started: bool = False
-    last_batch_at: dt.datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Worker:
@@ -136,9 +134,9 @@ class Worker:
             stack.push_async_callback(self.pool.close)
             await self.refresh_calendar()
             if s.create_topics:
-                topics = [*s.channel_topics.values(), s.result_topic, s.dead_letter_topic]
-                topics.append(s.sla_alert_topic)
-                created = await kafka.ensure_topics(self.bootstrap, topics, s.topic_partitions)
+                created = await kafka.ensure_topics(
+                    self.bootstrap, s.all_topics(), s.topic_partitions
+                )
                 if created:
                     log.info("topics created", topics=created)
             producer = await kafka.start_producer(self.bootstrap)
@@ -334,7 +332,6 @@ class Worker:
     def _after_batch(self, report: BatchReport) -> None:
         assert self.relay is not None
         self.relay.wake.set()
-        self.state.last_batch_at = self.clock()
         m = self.metrics
         m.batches.inc()
         for (channel, outcome), n in report.decided.items():
