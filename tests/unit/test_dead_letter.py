@@ -6,7 +6,6 @@ import base64
 import datetime as dt
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,15 +20,15 @@ from certrecon.consumers import (
     decode,
 )
 from certrecon.consumers.models import parse_rfc3339
+from certrecon.contract import example_bytes, load_schema
 from certrecon.domain import CST, Channel, Outcome
 from certrecon.results import DECIDED_BY_RULES, ResultMessage, result_id
 
-CONTRACT = Path(__file__).resolve().parents[2].parent / "shared" / "contract"
 TOPIC = "mohrss.certification.12333"
 
 
 def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / name).read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = load_schema(name.removesuffix(".schema.json"))
     return loaded
 
 
@@ -243,7 +242,7 @@ class TestResultId:
 
 class TestResultMessage:
     def test_contract_example_round_trips_byte_for_byte(self) -> None:
-        raw = (CONTRACT / "examples" / "result-qualified.json").read_bytes()
+        raw = example_bytes("result-qualified.json")
         message = ResultMessage.from_bytes(raw)
         assert message == example_result()
         compact = json.dumps(json.loads(raw), ensure_ascii=False, separators=(",", ":"))
@@ -384,7 +383,7 @@ class TestResultMessage:
 
 @pytest.mark.parametrize("name", ["12333-qualified.json", "consular-on-behalf.json"])
 def test_inbound_examples_match_their_schema(name: str) -> None:
-    body = json.loads((CONTRACT / "examples" / name).read_text(encoding="utf-8"))
+    body = json.loads(example_bytes(name).decode("utf-8"))
     assert schema_problems(body, schema("certification.schema.json")) == []
 
 

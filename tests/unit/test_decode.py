@@ -8,7 +8,6 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,10 +29,10 @@ from certrecon.consumers.models import (
     MESSAGE_NOT_UTF8,
     MESSAGE_TOMBSTONE,
 )
+from certrecon.contract import example_bytes
 from certrecon.domain import CST, Certification, Channel, FaceMatch, IdType, Method, Person
 from certrecon.ids import check_character, id_number_problems, normalise_id_number
 
-CONTRACT = Path(__file__).resolve().parents[2].parent / "shared" / "contract"
 RECEIVED = dt.datetime(2026, 9, 30, 3, 0, tzinfo=dt.UTC)
 TOPICS = {
     Channel.NATIONAL_PLATFORM: "mohrss.certification.national-platform",
@@ -105,7 +104,7 @@ def wrong_check(number: str) -> str:
 
 class TestContractExamples:
     def test_12333_example(self) -> None:
-        raw = (CONTRACT / "examples" / "12333-qualified.json").read_bytes()
+        raw = example_bytes("12333-qualified.json")
         result = valid(run(raw, Channel.APP_12333))
         assert result.raw == raw
         assert result.extra == {}
@@ -126,7 +125,7 @@ class TestContractExamples:
         assert result.certification.local_date == dt.date(2026, 9, 30)
 
     def test_consular_example(self) -> None:
-        raw = (CONTRACT / "examples" / "consular-on-behalf.json").read_bytes()
+        raw = example_bytes("consular-on-behalf.json")
         cert = valid(run(raw, Channel.CONSULAR)).certification
         assert cert.id_type is IdType.RESIDENT_ID  # the default, id_type is absent
         assert cert.id_number == "110108195203154515"
@@ -149,7 +148,7 @@ class TestContractExamples:
     def test_examples_only_on_their_own_topic(
         self, name: str, channel: Channel, topic_channel: Channel
     ) -> None:
-        raw = (CONTRACT / "examples" / name).read_bytes()
+        raw = example_bytes(name)
         result = run(raw, topic_channel)
         if topic_channel is channel:
             valid(result)
