@@ -25,11 +25,18 @@ class CalendarError(CertreconError):
 
 
 class RosterImportError(InputError):
-    """A roster file was rejected as a whole; ``problems`` lists (row number, reason) pairs."""
+    """A roster file was rejected as a whole; ``problems`` lists (row number, reason) pairs.
 
-    def __init__(self, message: str, problems: list[tuple[int, str]]) -> None:
+    ``total`` counts every problem found, also those left out of ``problems`` (a report
+    keeps a bounded number).
+    """
+
+    def __init__(
+        self, message: str, problems: list[tuple[int, str]], *, total: int | None = None
+    ) -> None:
         super().__init__(message)
         self.problems = problems
+        self.total = len(problems) if total is None else total
 
 
 class DatabaseUnavailableError(CertreconError):

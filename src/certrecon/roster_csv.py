@@ -1,9 +1,14 @@
 """Parse and check a roster CSV file (contract: "Local roster import").
 
-The file is checked completely before anything is imported: one bad row rejects the whole
-file with a :class:`~certrecon.errors.RosterImportError` that lists every problem found, by
-**file line number** (line 1 is the header, so the first person is on line 2 — the same
-number a spreadsheet shows for the row). No database access here.
+One bad row rejects the whole file with a :class:`~certrecon.errors.RosterImportError` that
+lists the problems found, by **file line number** (line 1 is the header, so the first person
+is on line 2 — the same number a spreadsheet shows for the row). No database access here.
+
+Files are read as a stream, in bounded memory whatever they hold: :class:`RosterFile` reads
+one line at a time, refuses a line longer than :data:`MAX_LINE_BYTES` at once (a binary
+file, ``/dev/zero``, a file that is not a roster), and keeps at most
+:data:`MAX_PROBLEMS_KEPT` problems while counting all of them. The store streams the
+checked rows straight into ``COPY``; duplicates across the whole file are found there.
 
 Problem texts name the column and the rule but never repeat an ID number or a name, so that
 a rejection printed on a terminal or captured by a scheduler leaks no personal data.
@@ -15,14 +20,16 @@ import codecs
 import csv
 import datetime as dt
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from types import TracebackType
+from typing import BinaryIO, NamedTuple
 
 from certrecon.domain import RosterRecord, RosterStatus
 from certrecon.errors import RosterImportError
 from certrecon.ids import id_number_problems, normalise_id_number
+from certrecon.text import name_problem, shorten
 
 HEADER: tuple[str, ...] = (
     "id_number",
@@ -39,6 +46,10 @@ HEADER: tuple[str, ...] = (
 
 MAX_NAME_LENGTH = 64
 MAX_BENEFIT_TYPE_LENGTH = 64
+MAX_LINE_BYTES = 64 * 1024
+"""A longer line stops the import: a roster line is a few hundred bytes at most."""
+MAX_PROBLEMS_KEPT = 1000
+"""Problems kept for the report; the rest are only counted."""
 
 ByteProgress = Callable[[int, int], None]
 """Called now and then with (bytes read so far, file size in bytes)."""
@@ -63,7 +74,7 @@ class _Dates:
             return known
         # date.fromisoformat alone would also take 20240101 and 2024-W01-1.
         if not _DATE.fullmatch(text):
-            problems.append(f"{column} {text!r} is not a date of the form YYYY-MM-DD")
+            problems.append(f"{column} {shorten(text, 40)!r} is not a date of the form YYYY-MM-DD")
             return None
         try:
             day = dt.date.fromisoformat(text)
@@ -74,27 +85,62 @@ class _Dates:
         return day
 
 
-def _has_control_character(text: str) -> bool:
-    return not text.isprintable() and any(unicodedata.category(ch) == "Cc" for ch in text)
+class Problems:
+    """The problems of one file: the first :data:`MAX_PROBLEMS_KEPT` kept, all counted."""
+
+    def __init__(self, keep: int = MAX_PROBLEMS_KEPT) -> None:
+        self._keep = keep
+        self.kept: list[tuple[int, str]] = []
+        self.count = 0
+        self._lines: set[int] = set()
+        self._last = 0
+        self.lines = 0
+        """How many distinct lines have a problem."""
+
+    def add(self, line: int, problem: str) -> None:
+        self.count += 1
+        # Problems come (nearly) in line order; beyond the cap only the last line is
+        # remembered, so memory stays bounded and the line count stays close.
+        if line != self._last and line not in self._lines:
+            self.lines += 1
+            if len(self._lines) < self._keep:
+                self._lines.add(line)
+        self._last = line
+        if len(self.kept) < self._keep:
+            self.kept.append((line, problem))
+
+    def room(self) -> int:
+        """How many more problems would be kept."""
+        return max(0, self._keep - len(self.kept))
+
+    def count_only(self, n: int) -> None:
+        """Count ``n`` more problems, each on its own line, without keeping them."""
+        self.count += n
+        self.lines += n
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def rejection(self, source: str) -> RosterImportError:
+        self.kept.sort(key=lambda p: p[0])
+        return RosterImportError(
+            f"{source}: rejected, nothing was imported: {self.count} problem(s) on "
+            f"{self.lines} line(s) (numbers are file line numbers; line 1 is the header)",
+            list(self.kept),
+            total=self.count,
+        )
 
 
-def parse_roster(
-    lines: Iterable[str],
-    *,
-    source: str = "roster file",
-    line_problems: list[tuple[int, str]] | None = None,
-) -> list[RosterRecord]:
-    """Check a roster CSV given as text lines (line ends kept, a leading BOM tolerated).
+class RosterRow(NamedTuple):
+    """One data row: its file line, its normalised ID number (for duplicate detection, also
+    on a bad row; "" when unusable) and its record (None when the row has a problem)."""
 
-    Returns the records in file order, ID numbers upper-cased, cells stripped of surrounding
-    whitespace, empty cells as None (an empty ``insured_region`` as ``""``). Raises
-    :class:`RosterImportError` if the header is wrong or any row has a problem.
-    ``line_problems`` lets a caller add problems it found while reading the lines (such as
-    undecodable bytes), even while the lines are being consumed; they are reported
-    together with the row problems.
-    """
-    problems: list[tuple[int, str]] = []
-    reader = csv.reader(_strip_bom(iter(lines)), strict=True)
+    line: int
+    id_number: str
+    record: RosterRecord | None
+
+
+def _check_header(reader: Iterator[list[str]], source: str) -> None:
     try:
         header = next(reader)
     except StopIteration:
@@ -113,15 +159,27 @@ def parse_roster(
         shown = (
             "it looks like a data row; is the header missing?"
             if any(ch.isdigit() for cell in found for ch in cell)
-            else f"found {','.join(found)!r}"
+            else f"found {shorten(','.join(found), 200)!r}"
         )
         raise RosterImportError(
             f"{source}: line 1 must be the header {','.join(HEADER)} ({shown})",
             [(1, "wrong header")],
         )
 
-    records: list[RosterRecord] = []
-    first_seen: dict[str, int] = {}
+
+def iter_rows(
+    lines: Iterable[str], problems: Problems, *, source: str = "roster file"
+) -> Iterator[RosterRow]:
+    """Check a roster CSV given as text lines (line ends kept, a leading BOM tolerated).
+
+    The header is checked when the first row is asked for (a wrong one raises
+    :class:`RosterImportError` at once); then every data row is yielded in file order and
+    every problem goes to ``problems``. Records have ID numbers upper-cased, cells stripped
+    of surrounding whitespace, empty cells as None (an empty ``insured_region`` as ``""``).
+    Duplicate ID numbers are *not* detected here: that needs the whole file.
+    """
+    reader = csv.reader(_strip_bom(iter(lines)), strict=True)
+    _check_header(reader, source)
     dates = _Dates()
     last_line = reader.line_num
     while True:
@@ -129,37 +187,56 @@ def parse_roster(
         try:
             row = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:
-            problems.append((line, f"not valid CSV: {exc}"))
+            problems.add(line, f"not valid CSV: {exc}")
             last_line = reader.line_num
             continue
         last_line = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # blank lines, such as a trailing one, carry no row
         record, row_problems = _check_row(row, dates)
-        # Also for rows with other problems, so that fixing those does not reveal a
-        # duplicate only on the next attempt.
+        for problem in row_problems:
+            problems.add(line, problem)
         key = normalise_id_number(row[0].strip())
-        if key:
-            earlier = first_seen.setdefault(key, line)
-            if earlier != line:
-                row_problems.append(f"duplicate id_number (first on line {earlier})")
-        if row_problems:
-            problems.extend((line, p) for p in row_problems)
-        elif record is not None:
-            records.append(record)
+        if len(key) > 64 or "\x00" in key:
+            key = ""  # too broken to be anybody's number; its own problem says so
+        yield RosterRow(line, key, None if row_problems else record)
 
-    # Read only now: the caller fills it while this function consumes the lines.
-    problems.extend(line_problems or ())
+
+def parse_roster(
+    lines: Iterable[str],
+    *,
+    source: str = "roster file",
+    line_problems: Problems | None = None,
+) -> list[RosterRecord]:
+    """Check a whole roster CSV given as text lines and return its records in file order.
+
+    For rosters that fit in memory (tests, tools); files go through :class:`RosterFile`.
+    Raises :class:`RosterImportError` if the header is wrong or any row has a problem,
+    duplicate ID numbers included (also on rows with other problems, so that fixing those
+    does not reveal a duplicate only on the next attempt). ``line_problems`` collects
+    problems a caller finds while producing the lines (undecodable bytes).
+    """
+    problems = Problems() if line_problems is None else line_problems
+    records = _collect(iter_rows(lines, problems, source=source), problems)
     if problems:
-        problems.sort(key=lambda p: p[0])
-        rows = len({number for number, _ in problems})
-        raise RosterImportError(
-            f"{source}: rejected, nothing was imported: {len(problems)} problem(s) on "
-            f"{rows} line(s) (numbers are file line numbers; line 1 is the header)",
-            problems,
-        )
+        raise problems.rejection(source)
+    return records
+
+
+def _collect(rows: Iterable[RosterRow], problems: Problems) -> list[RosterRecord]:
+    """The good records of ``rows``; duplicate ID numbers become problems (in memory)."""
+    records: list[RosterRecord] = []
+    first_seen: dict[str, int] = {}
+    for row in rows:
+        if row.id_number:
+            earlier = first_seen.setdefault(row.id_number, row.line)
+            if earlier != row.line:
+                problems.add(row.line, f"duplicate id_number (first on line {earlier})")
+                continue
+        if row.record is not None:
+            records.append(row.record)
     return records
 
 
@@ -191,8 +268,8 @@ def _check_row(row: list[str], dates: _Dates) -> tuple[RosterRecord | None, list
         problems.append("name is empty")
     elif len(name) > MAX_NAME_LENGTH:
         problems.append(f"name is longer than {MAX_NAME_LENGTH} characters")
-    elif _has_control_character(name):
-        problems.append("name contains control characters")
+    elif (why := name_problem(name)) is not None:
+        problems.append(f"name {why}")
 
     if not benefit_type:
         problems.append("benefit_type is empty")
@@ -201,9 +278,8 @@ def _check_row(row: list[str], dates: _Dates) -> tuple[RosterRecord | None, list
 
     status = _STATUSES.get(status_text)
     if status is None:
-        problems.append(
-            f"status {status_text!r} is not one of {', '.join(s.value for s in RosterStatus)}"
-        )
+        allowed = ", ".join(s.value for s in RosterStatus)
+        problems.append(f"status {shorten(status_text, 40)!r} is not one of {allowed}")
 
     first_paid_on = dates.parse("first_paid_on", paid, problems)
     deceased_on = dates.parse("deceased_on", died, problems)
@@ -217,7 +293,7 @@ def _check_row(row: list[str], dates: _Dates) -> tuple[RosterRecord | None, list
             problems.append("imprisoned_until is before imprisoned_from")
 
     if region and not _REGION.fullmatch(region):
-        problems.append(f"insured_region {region!r} is not a 6-digit division code")
+        problems.append(f"insured_region {shorten(region, 40)!r} is not a 6-digit division code")
 
     if problems or status is None:
         return None, problems
@@ -237,43 +313,124 @@ def _check_row(row: list[str], dates: _Dates) -> tuple[RosterRecord | None, list
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Progress:
+    callback: ByteProgress | None
+    total: int
+
+
+class RosterFile:
+    """A roster CSV file read as a stream: ``with RosterFile(path) as f: for row in f.rows()``.
+
+    Entering opens the file and checks its header (a wrong header, an empty file or an
+    unreadable one raise :class:`RosterImportError` before anything else happens). Lines are
+    read one at a time, at most :data:`MAX_LINE_BYTES` each; a longer line raises at once.
+    Problems collect in :attr:`problems`; call :meth:`finish` after the rows to raise the
+    rejection if there were any.
+    """
+
+    def __init__(self, path: Path, *, progress: ByteProgress | None = None) -> None:
+        self.path = path
+        self.source = str(path)
+        self.problems = Problems()
+        self._progress = progress
+        self._stream: BinaryIO | None = None
+        self._rows: Iterator[RosterRow] | None = None
+        self._first: RosterRow | None = None
+
+    def __enter__(self) -> RosterFile:
+        try:
+            total = self.path.stat().st_size
+            self._stream = self.path.open("rb")
+        except OSError as exc:
+            raise RosterImportError(
+                f"{self.source}: cannot read the file: {exc.strerror}", []
+            ) from exc
+        try:
+            lines = _decoded_lines(
+                self._stream, self.source, self.problems, _Progress(self._progress, total)
+            )
+            self._rows = iter_rows(lines, self.problems, source=self.source)
+            # The header is checked on the first step; keep the row it yields, if any.
+            self._first = next(self._rows, None)
+        except BaseException:
+            self._stream.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+    def rows(self) -> Iterator[RosterRow]:
+        """Every data row, in file order (once)."""
+        if self._rows is None:
+            raise RuntimeError("use RosterFile in a with statement")
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        yield from self._rows
+
+    def finish(self) -> None:
+        """Raise the rejection if any problem was found."""
+        if self.problems:
+            raise self.problems.rejection(self.source)
+
+
 def _decoded_lines(
-    stream: BinaryIO,
-    problems: list[tuple[int, str]],
-    progress: ByteProgress | None,
-    total: int,
+    stream: BinaryIO, source: str, problems: Problems, progress: _Progress
 ) -> Iterator[str]:
     # Decoding line by line (UTF-8 never has a newline byte inside a character) gives the
-    # exact line of a bad byte, and counts bytes for the progress bar.
+    # exact line of a bad byte, and counts bytes for the progress bar. readline is bounded,
+    # so a file without line breaks costs MAX_LINE_BYTES, not its size.
     done = 0
-    for number, raw in enumerate(stream, start=1):
+    number = 0
+    while True:
+        try:
+            raw = stream.readline(MAX_LINE_BYTES + 1)
+        except OSError as exc:
+            raise RosterImportError(
+                f"{source}: reading failed after line {number}: {exc.strerror}", []
+            ) from exc
+        if not raw:
+            break
+        number += 1
         done += len(raw)
+        if len(raw) > MAX_LINE_BYTES:
+            raise RosterImportError(
+                f"{source}: rejected, nothing was imported: line {number} is longer than "
+                f"{MAX_LINE_BYTES:,} bytes; this does not look like a roster CSV file",
+                [(number, f"line longer than {MAX_LINE_BYTES:,} bytes")],
+            )
+        if b"\x00" in raw:
+            # csv would stop at it, and PostgreSQL cannot store it.
+            problems.add(number, "contains a NUL byte; is this a binary file?")
+            raw = raw.replace(b"\x00", b"")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            problems.append((number, f"not valid UTF-8 (byte {exc.start + 1} of the line)"))
+            problems.add(number, f"not valid UTF-8 (byte {exc.start + 1} of the line)")
             text = raw.decode("utf-8", "replace")
-        if progress is not None and number % _PROGRESS_EVERY == 0:
-            progress(done, total)
+        if progress.callback is not None and number % _PROGRESS_EVERY == 0:
+            progress.callback(done, progress.total)
         yield text
-    if progress is not None:
-        progress(done, total)
+    if progress.callback is not None:
+        progress.callback(done, progress.total)
 
 
 def read_roster_file(path: Path, *, progress: ByteProgress | None = None) -> list[RosterRecord]:
-    """Read and check a roster CSV file (UTF-8, with or without a BOM); see :func:`parse_roster`.
+    """Read and check a whole roster CSV file into memory; see :func:`parse_roster`.
 
-    Raises :class:`RosterImportError` for a rejected file, and also when the file cannot be
-    read at all.
+    For files that fit in memory (tests, tools); ``certrecon roster import`` streams with
+    :class:`RosterFile` instead. Raises :class:`RosterImportError` for a rejected file, and
+    also when the file cannot be read at all.
     """
-    problems: list[tuple[int, str]] = []
-    try:
-        total = path.stat().st_size
-        with path.open("rb") as stream:
-            return parse_roster(
-                _decoded_lines(stream, problems, progress, total),
-                source=str(path),
-                line_problems=problems,
-            )
-    except OSError as exc:
-        raise RosterImportError(f"{path}: cannot read the file: {exc.strerror}", []) from exc
+    with RosterFile(path, progress=progress) as roster:
+        records = _collect(roster.rows(), roster.problems)
+        roster.finish()
+    return records

@@ -1026,7 +1026,9 @@ def id_numbers(draw: st.DrawFn) -> tuple[str | None, IdType, str]:
 
 
 _NAMES = st.text(
-    alphabet=st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=64
+    alphabet=st.characters(exclude_categories=("Cc", "Cf", "Cs", "Zl", "Zp")),
+    min_size=1,
+    max_size=64,
 ).filter(lambda s: bool(s.strip()))
 _JSON = st.recursive(
     st.none()

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,16 +51,100 @@ def test_environment_overrides() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("CERTRECON_REGION", "beijing", "administrative code"),
-        ("CERTRECON_DEADLINE_WORKING_DAYS", "0", "at least 1"),
+        ("CERTRECON_REGION", "beijing", "administrative division code"),
+        ("CERTRECON_REGION", "1234567", "administrative division code"),
+        ("CERTRECON_REGION", "01", "administrative division code"),
+        ("CERTRECON_DEADLINE_WORKING_DAYS", "0", "from 1 to 60"),
+        ("CERTRECON_DEADLINE_WORKING_DAYS", "1000", "from 1 to 60"),
         ("CERTRECON_BATCH_MAX_RECORDS", "many", "whole number"),
+        ("CERTRECON_BATCH_MAX_RECORDS", "1e3", "whole number"),
+        ("CERTRECON_BATCH_MAX_RECORDS", "-5", "from 1 to"),
+        ("CERTRECON_BATCH_MAX_RECORDS", "99999999999999999999999", "whole number"),
+        ("CERTRECON_BATCH_TIMEOUT_MS", "0", "from 1 to"),
+        ("CERTRECON_BATCH_FILL_MS", "-1", "from 0 to"),
+        ("CERTRECON_RELAY_BATCH_SIZE", "0", "from 1 to"),
+        ("CERTRECON_TOPIC_PARTITIONS", "0", "from 1 to"),
+        ("CERTRECON_MAX_CLOCK_SKEW_SECONDS", "-1", "from 0 to"),
         ("CERTRECON_CREATE_TOPICS", "perhaps", "boolean"),
         ("CERTRECON_TOPIC_ESSC", "mohrss.certification.12333", "distinct"),
+        ("CERTRECON_TOPIC_ESSC", "has space", "Kafka topic name"),
+        ("CERTRECON_TOPIC_RESULT", "..", "Kafka topic name"),
+        ("CERTRECON_TOPIC_RESULT", "x" * 250, "Kafka topic name"),
+        ("CERTRECON_TOPIC_DEAD_LETTER", "mohrss.certification-result", "already used"),
+        ("CERTRECON_TOPIC_SLA_ALERT", "mohrss.certification.essc", "already used"),
+        ("CERTRECON_HTTP_PORT", "70000", "from 0 to 65,535"),
+        ("CERTRECON_HTTP_PORT", "-1", "from 0 to 65,535"),
+        ("CERTRECON_HTTP_PORT", "80.5", "whole number"),
+        ("CERTRECON_HTTP_HOST", "bad host", "host name"),
+        ("CERTRECON_MONITOR_INTERVAL_SECONDS", "nan", "above 0"),
+        ("CERTRECON_MONITOR_INTERVAL_SECONDS", "inf", "above 0"),
+        ("CERTRECON_MONITOR_INTERVAL_SECONDS", "-inf", "above 0"),
+        ("CERTRECON_MONITOR_INTERVAL_SECONDS", "0", "above 0"),
+        ("CERTRECON_MONITOR_INTERVAL_SECONDS", "86401", "at most 86400"),
+        ("CERTRECON_RELAY_IDLE_SECONDS", "soon", "number of seconds"),
+        ("CERTRECON_RELAY_IDLE_SECONDS", "1e400", "above 0"),
+        ("CERTRECON_SHUTDOWN_GRACE_SECONDS", "NaN", "above 0"),
+        ("CERTRECON_GROUP_ID", "a\x1bb", "printable"),
+        ("CERTRECON_KAFKA_BOOTSTRAP", "k:70000", "outside 1–65535"),
+        ("CERTRECON_KAFKA_BOOTSTRAP", "k:9092,,", "host:port"),
+        ("CERTRECON_KAFKA_BOOTSTRAP", "k 9092", "host:port"),
+        ("CERTRECON_DATABASE_URL", "mysql://u:secret@h/db", "postgresql://"),
     ],
 )
 def test_bad_settings_are_named(name: str, value: str, message: str) -> None:
-    with pytest.raises(ConfigurationError, match=message):
+    with pytest.raises(ConfigurationError, match=message) as caught:
         Settings.from_env({name: value})
+    assert str(caught.value).startswith(f"{name}") or name.startswith("CERTRECON_TOPIC_ESSC")
+    assert "secret" not in str(caught.value)
+    assert "\x1b" not in str(caught.value)
+
+
+def test_good_edge_values_are_accepted() -> None:
+    s = Settings.from_env(
+        {
+            "CERTRECON_HTTP_PORT": "0",
+            "CERTRECON_MONITOR_INTERVAL_SECONDS": "0.5",
+            "CERTRECON_KAFKA_BOOTSTRAP": "a.example:9092, [::1]:9093,b",
+            "CERTRECON_DATABASE_URL": "postgresql://u@h/db?host=/tmp",
+            "CERTRECON_BATCH_FILL_MS": "0",
+            "CERTRECON_REGION": "110105",
+        }
+    )
+    assert s.http_port is None
+    assert s.monitor_interval_seconds == 0.5
+    assert s.region == "110105"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CERTRECON_HTTP_PORT", "70000"),
+        ("CERTRECON_MONITOR_INTERVAL_SECONDS", "nan"),
+        ("CERTRECON_REGION", "x"),
+    ],
+)
+def test_the_worker_refuses_a_bad_setting_before_connecting(
+    name: str, value: str, tmp_path: Path
+) -> None:
+    # Services that do not exist: the setting must be refused before anything tries them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTRECON_")} | {
+        "CERTRECON_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "CERTRECON_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        "CERTRECON_DATA_DIR": str(tmp_path),
+        name: value,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "certrecon", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [done.stderr.splitlines()[0]]
+    assert done.stderr.startswith(f"Error: {name}: ")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_masking() -> None:

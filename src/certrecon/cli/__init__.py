@@ -1,7 +1,8 @@
 """The ``certrecon`` command line: a thin layer over the library.
 
 Every deliberate error (``CertreconError``) becomes one line on stderr and a non-zero exit
-status: 2 for bad input, 1 for everything else. No tracebacks for operators.
+status: 2 for bad input or a malformed setting, 1 for everything else. No tracebacks for
+operators, and no raw control characters: the line is neutralised like all human output.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ from typing import Any
 import click
 
 from certrecon import __version__
-from certrecon.errors import CertreconError, InputError
+from certrecon.cli.output import error
+from certrecon.errors import CertreconError, ConfigurationError, InputError
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except InputError as exc:
-            click.echo(f"Error: {exc}", err=True)
+        except (InputError, ConfigurationError) as exc:
+            error(exc)
             sys.exit(2)
         except CertreconError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            error(exc)
             sys.exit(1)
 
 

@@ -2,54 +2,27 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from typing import TYPE_CHECKING
 
 import click
 
 from certrecon.cli.common import database, load_settings, run_async
-from certrecon.errors import InputError
+from certrecon.cli.inputs import check_year, parse_certified_at, parse_day
+from certrecon.cli.output import echo
+from certrecon.errors import CalendarError, InputError
 from certrecon.settings import Settings
+from certrecon.text import MAX_SOURCE_LENGTH, check_free_text
 
 if TYPE_CHECKING:
     from certrecon.calendar import WorkingCalendar
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
-
-def parse_day(text: str) -> dt.date:
-    """A calendar date written YYYY-MM-DD; anything else is an :class:`InputError`."""
-    value = text.strip()
-    if not _DATE.match(value):
-        raise InputError(f"{text!r} is not a date written YYYY-MM-DD")
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise InputError(f"{text!r} is not a valid date: {exc}") from None
+__all__ = ["calendar", "parse_certified_at", "parse_day"]
 
 
-def parse_certified_at(text: str) -> dt.datetime:
-    """An RFC 3339 timestamp with its offset, or a plain date taken as a date in CST."""
-    from certrecon.domain import CST
-
-    value = text.strip()
-    if _DATE.match(value):
-        return dt.datetime.combine(parse_day(value), dt.time(0, tzinfo=CST))
-    try:
-        instant = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise InputError(
-            f"{text!r} is neither a date (YYYY-MM-DD) nor an RFC 3339 timestamp "
-            "(e.g. 2023-09-27T10:00:00+08:00)"
-        ) from None
-    if instant.utcoffset() is None:
-        raise InputError(
-            f"timestamp {text!r} has no UTC offset, so its date in China Standard Time is "
-            "unknown; add one, e.g. +08:00 or Z"
-        )
-    return instant
+def _source(text: str) -> str:
+    return check_free_text("--source", text, max_length=MAX_SOURCE_LENGTH)
 
 
 def _use_database(flag: bool | None, settings: Settings) -> bool:
@@ -108,24 +81,27 @@ def due(when: str, working_days: int | None, use_db: bool | None) -> None:
     certified_at = parse_certified_at(when)
     settings = load_settings()
     n = settings.deadline_working_days if working_days is None else working_days
-    if n < 1:
-        raise InputError(f"--working-days must be at least 1, not {n}")
+    if not 1 <= n <= 60:
+        raise InputError(f"--working-days must be from 1 to 60, not {n}")
     cal, described = _load(_use_database(use_db, settings), settings)
-    result = compute_deadline(certified_at, cal, n)
+    try:
+        result = compute_deadline(certified_at, cal, n)
+    except CalendarError as exc:
+        raise InputError(str(exc)) from None
     if result.provisional:
         years = range(result.local_date.year, result.due_date.year + 1)
         missing = ", ".join(str(y) for y in years if cal.year_status(y) is YearStatus.PROVISIONAL)
         flag = f"yes: no published schedule for {missing}; recompute once it is published"
     else:
         flag = "no"
-    click.echo(f"certification date  {result.local_date.isoformat()} (China Standard Time)")
-    click.echo(f"due date            {result.due_date.isoformat()} ({n} working days later)")
-    click.echo(
+    echo(f"certification date  {result.local_date.isoformat()} (China Standard Time)")
+    echo(f"due date            {result.due_date.isoformat()} ({n} working days later)")
+    echo(
         f"deadline            {result.deadline.isoformat()} "
         f"(24:00 CST on {result.due_date.isoformat()})"
     )
-    click.echo(f"provisional         {flag}")
-    click.echo(f"calendar            {described}")
+    echo(f"provisional         {flag}")
+    echo(f"calendar            {described}")
 
 
 @calendar.command()
@@ -135,30 +111,31 @@ def year(year: int, use_db: bool | None) -> None:
     """Print YEAR's holidays, make-up working days and status (official or provisional)."""
     from certrecon.calendar import YearStatus
 
+    check_year(year)
     settings = load_settings()
     cal, described = _load(_use_database(use_db, settings), settings)
     schedule = cal.year_schedule(year)
-    click.echo(f"{year}: {schedule.status} ({schedule.status_source})")
-    click.echo(f"calendar: {described}")
-    click.echo(f"working days: {schedule.working_day_count}")
-    click.echo("holidays (days off other than ordinary weekends):")
+    echo(f"{year}: {schedule.status} ({schedule.status_source})")
+    echo(f"calendar: {described}")
+    echo(f"working days: {schedule.working_day_count}")
+    echo("holidays (days off other than ordinary weekends):")
     for entry in schedule.holidays:
         weekday = _WEEKDAYS[entry.day.weekday()]
-        click.echo(f"  {entry.day.isoformat()} {weekday}  {entry.name}  [{entry.source}]")
-    click.echo("make-up working days (调休上班):")
+        echo(f"  {entry.day.isoformat()} {weekday}  {entry.name}  [{entry.source}]")
+    echo("make-up working days (调休上班):")
     if not schedule.makeup_working_days:
-        click.echo(
+        echo(
             "  none known"
             + (" (not published yet)" if schedule.status is YearStatus.PROVISIONAL else "")
         )
     for entry in schedule.makeup_working_days:
         weekday = _WEEKDAYS[entry.day.weekday()]
-        click.echo(f"  {entry.day.isoformat()} {weekday}  [{entry.source}]")
+        echo(f"  {entry.day.isoformat()} {weekday}  [{entry.source}]")
     if schedule.overrides:
-        click.echo("overrides in force:")
+        echo("overrides in force:")
         for override, layer in schedule.overrides:
             kind = "working" if override.working else "day off"
-            click.echo(f"  {override.day.isoformat()}  {kind}  [{layer}: {override.source}]")
+            echo(f"  {override.day.isoformat()}  {kind}  [{layer}: {override.source}]")
 
 
 @calendar.group()
@@ -180,6 +157,7 @@ def override_add(day: str, working: bool | None, source: str) -> None:
     parsed = parse_day(day)
     if working is None:
         raise InputError("say whether the day is worked: --working or --day-off")
+    source = _source(source)
     settings = load_settings()
 
     async def go() -> tuple[str, bool]:
@@ -195,9 +173,9 @@ def override_add(day: str, working: bool | None, source: str) -> None:
             )
 
     line, provisional = run_async(go)
-    click.echo(f"stored override {line}")
+    echo(f"stored override {line}")
     if provisional:
-        click.echo(
+        echo(
             f"{parsed.year} stays provisional until its schedule is declared published: "
             f"certrecon calendar publish {parsed.year} --source <notice number>"
         )
@@ -231,7 +209,7 @@ def override_list() -> None:
         return lines
 
     for line in run_async(go):
-        click.echo(line)
+        echo(line)
 
 
 @override.command("remove")
@@ -249,7 +227,7 @@ def override_remove(day: str) -> None:
 
     if not run_async(go):
         raise InputError(f"there is no database override for {parsed.isoformat()}")
-    click.echo(f"removed the override for {parsed.isoformat()}")
+    echo(f"removed the override for {parsed.isoformat()}")
 
 
 @calendar.command()
@@ -261,6 +239,8 @@ def publish(year: int, source: str) -> None:
     Add the year's days off and make-up working days as overrides first, unless the
     installed holidays package already has them.
     """
+    check_year(year)
+    source = _source(source)
     settings = load_settings()
 
     async def go() -> str:
@@ -270,13 +250,14 @@ def publish(year: int, source: str) -> None:
             stored = await publish_year(conn, year, source)
         return f"{stored.year} declared official ({stored.source})"
 
-    click.echo(run_async(go))
+    echo(run_async(go))
 
 
 @calendar.command()
 @click.argument("year", type=int)
 def unpublish(year: int) -> None:
     """Withdraw the database declaration that YEAR's schedule is published."""
+    check_year(year)
     settings = load_settings()
 
     async def go() -> bool:
@@ -287,4 +268,4 @@ def unpublish(year: int) -> None:
 
     if not run_async(go):
         raise InputError(f"{year} is not declared published in the database")
-    click.echo(f"withdrew the declaration for {year}")
+    echo(f"withdrew the declaration for {year}")

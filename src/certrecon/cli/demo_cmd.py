@@ -6,13 +6,20 @@ import click
 
 
 @click.command()
-@click.option("--people", default=1000, show_default=True, help="Size of the synthetic roster.")
+@click.option(
+    "--people",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Size of the synthetic roster.",
+)
 def demo(people: int) -> None:
     """Run everything on embedded services with synthetic data and print a summary."""
     from rich.console import Console
     from rich.table import Table
 
     from certrecon import logs
+    from certrecon.cli.output import cell
     from certrecon.demo import run_demo
     from certrecon.settings import Settings
 
@@ -34,9 +41,9 @@ def demo(people: int) -> None:
     table.add_column("total", justify="right", style="bold")
     for outcome in outcomes:
         counts = [summary.by_channel_outcome.get((c, outcome), 0) for c in channels]
-        table.add_row(outcome, *map(str, counts), str(sum(counts)))
+        table.add_row(cell(outcome), *map(cell, counts), cell(sum(counts)))
     totals = [sum(summary.by_channel_outcome.get((c, o), 0) for o in outcomes) for c in channels]
-    table.add_row("total", *map(str, totals), str(sum(totals)), style="bold")
+    table.add_row(cell("total"), *map(cell, totals), cell(sum(totals)), style="bold")
     console.print(table)
 
     dues = Table(title="Due dates (5th working day after the certification date, CST)")
@@ -44,7 +51,9 @@ def demo(people: int) -> None:
     dues.add_column("certifications", justify="right")
     dues.add_column("schedule")
     for due, n, provisional in summary.due_dates:
-        dues.add_row(due.isoformat(), str(n), "provisional" if provisional else "official")
+        dues.add_row(
+            cell(due.isoformat()), cell(n), cell("provisional" if provisional else "official")
+        )
     console.print(dues)
 
     columns = ("certification_id", "channel", "id_number", "reason", "due_date")
@@ -52,9 +61,11 @@ def demo(people: int) -> None:
     for col in columns:
         reviews.add_column(col, no_wrap=True)
     for item in summary.reviews:
-        reviews.add_row(*(str(item[c]) for c in columns))
+        reviews.add_row(*(cell(item[c]) for c in columns))
     console.print(reviews)
     console.print(
-        f"results published: {summary.results_published}, "
-        f"dead letters published: {summary.dead_letters}"
+        cell(
+            f"results published: {summary.results_published}, "
+            f"dead letters published: {summary.dead_letters}"
+        )
     )

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from certrecon.cli.common import database, load_settings, run_async
+from certrecon.cli.output import cell, console, echo, json_text
 from certrecon.domain import CST
-from certrecon.errors import ReviewError
 from certrecon.logs import mask_id
+from certrecon.text import (
+    MAX_ARGUMENT_LENGTH,
+    MAX_NOTE_LENGTH,
+    MAX_STAFF_ID_LENGTH,
+    check_free_text,
+)
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from certrecon.store.review import CertificationFile, QueueItem, StaffDecision
+
+__all__ = ["console", "cst_text", "review"]
 
 
 def cst_text(value: dt.datetime | None) -> str:
@@ -25,14 +30,6 @@ def cst_text(value: dt.datetime | None) -> str:
     if value is None:
         return ""
     return value.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S CST")
-
-
-def console() -> Console:
-    """A rich console; wide when the output is not a terminal, so nothing wraps in files."""
-    from rich.console import Console
-
-    found = Console()
-    return found if found.is_terminal else Console(width=200, no_color=True)
 
 
 def _json_value(value: Any) -> Any:
@@ -77,7 +74,7 @@ def review() -> None:
 @review.command("list")
 @click.option("--all", "include_closed", is_flag=True, help="Include decided (closed) items.")
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts instead of a table.")
-@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
 def list_cmd(include_closed: bool, as_json: bool, limit: int) -> None:
     """The review queue by deadline, most urgent first. ID numbers are masked."""
     settings = load_settings()
@@ -90,13 +87,13 @@ def list_cmd(include_closed: bool, as_json: bool, limit: int) -> None:
 
     items = run_async(go)
     if as_json:
-        click.echo(json.dumps([_item_json(i) for i in items], ensure_ascii=False, indent=2))
+        click.echo(json_text([_item_json(i) for i in items]))
         return
     from rich.table import Table
 
     out = console()
     if not items:
-        out.print("The review queue is empty.")
+        out.print(cell("The review queue is empty."))
         return
     table = Table(title="Review queue (times in CST; * = provisional deadline)")
     for name in ("certification", "channel", "ID number", "reason", "queued", "due date"):
@@ -114,7 +111,7 @@ def list_cmd(include_closed: bool, as_json: bool, limit: int) -> None:
         ]
         if include_closed:
             row.append(f"{i.outcome} by {i.decided_by}" if i.outcome else "open")
-        table.add_row(*row)
+        table.add_row(*map(cell, row))
     out.print(table)
 
 
@@ -164,6 +161,7 @@ def show_cmd(certification_id: str, as_json: bool) -> None:
     Unlike every other output of certrecon, this shows the real ID number and name: checking
     them against local records is the purpose of a review. Do not paste it into tickets.
     """
+    _check_certification_id(certification_id)
     settings = load_settings()
 
     async def go() -> CertificationFile:
@@ -172,12 +170,9 @@ def show_cmd(certification_id: str, as_json: bool) -> None:
         async with database(settings) as conn:
             return await show(conn, certification_id)
 
-    try:
-        found = run_async(go)
-    except ReviewError as exc:
-        _fail(exc)
+    found = run_async(go)
     if as_json:
-        click.echo(json.dumps(_file_json(found), ensure_ascii=False, indent=2))
+        click.echo(json_text(_file_json(found)))
         return
     _print_file(found)
 
@@ -186,7 +181,7 @@ def _print_file(f: CertificationFile) -> None:
     from rich.table import Table
 
     out = console()
-    facts = Table(show_header=False, title=f"Certification {f.certification_id}")
+    facts = Table(show_header=False, title=cell(f"Certification {f.certification_id}"))
     facts.add_column("field", style="bold")
     facts.add_column("value")
     state = "returned" if f.returned_at else "open"
@@ -223,7 +218,7 @@ def _print_file(f: CertificationFile) -> None:
         if f.note:
             rows.append(("note", f.note))
     for field, value in rows:
-        facts.add_row(field, value)
+        facts.add_row(cell(field), cell(value, keep_newlines=field == "note"))
     out.print(facts)
     if f.results:
         table = Table(title="Results (every revision)")
@@ -231,21 +226,20 @@ def _print_file(f: CertificationFile) -> None:
             table.add_column(name)
         for res in f.results:
             table.add_row(
-                res.result_id,
-                res.outcome,
-                res.decided_by,
-                cst_text(res.decided_at),
-                cst_text(res.sent_at) or "pending",
-                res.note or "",
+                cell(res.result_id),
+                cell(res.outcome),
+                cell(res.decided_by),
+                cell(cst_text(res.decided_at)),
+                cell(cst_text(res.sent_at) or "pending"),
+                cell(res.note or "", keep_newlines=True),
             )
         out.print(table)
     else:
-        out.print("No result yet.")
+        out.print(cell("No result yet."))
 
 
-def _fail(exc: ReviewError) -> Any:
-    click.echo(f"Error: {exc}", err=True)
-    sys.exit(2)
+def _check_certification_id(certification_id: str) -> None:
+    check_free_text("the certification id", certification_id, max_length=MAX_ARGUMENT_LENGTH)
 
 
 @review.command("decide")
@@ -256,7 +250,11 @@ def _fail(exc: ReviewError) -> Any:
     help="eligibility_lost, qualified, not_in_scope, identity_mismatch or face_not_verified.",
 )
 @click.option("--by", "staff_id", required=True, help="Your staff ID (decided_by: staff:ID).")
-@click.option("--note", default=None, help="What you checked; kept on record, not published.")
+@click.option(
+    "--note",
+    default=None,
+    help=f"What you checked (at most {MAX_NOTE_LENGTH} characters); kept on record, not published.",
+)
 def decide_cmd(certification_id: str, outcome: str, staff_id: str, note: str | None) -> None:
     """Decide a certification; the result is published through the outbox.
 
@@ -264,6 +262,11 @@ def decide_cmd(certification_id: str, outcome: str, staff_id: str, note: str | N
     that already has a result with another outcome corrects it as the next revision; earlier
     revisions stay on record. Deciding the outcome it already has changes nothing.
     """
+    _check_certification_id(certification_id)
+    check_free_text("--outcome", outcome, max_length=MAX_ARGUMENT_LENGTH)
+    check_free_text("--by", staff_id, max_length=MAX_STAFF_ID_LENGTH)
+    if note is not None:
+        check_free_text("--note", note, max_length=MAX_NOTE_LENGTH, multiline=True)
     settings = load_settings()
 
     async def go() -> StaffDecision:
@@ -281,14 +284,11 @@ def decide_cmd(certification_id: str, outcome: str, staff_id: str, note: str | N
                 topic=settings.result_topic,
             )
 
-    try:
-        done = run_async(go)
-    except ReviewError as exc:
-        _fail(exc)
+    done = run_async(go)
     from certrecon.store.review import DecisionStatus
 
     if done.status is DecisionStatus.UNCHANGED:
-        click.echo(
+        echo(
             f"no change: {done.result_id} already says {done.outcome.value} "
             f"(decided by {done.previous_decided_by}); nothing was recorded"
         )
@@ -298,7 +298,7 @@ def decide_cmd(certification_id: str, outcome: str, staff_id: str, note: str | N
         if done.revision == 1
         else (f"corrected {done.previous_outcome.value if done.previous_outcome else ''} →")
     )
-    click.echo(
+    echo(
         f"{what} {done.outcome.value}: result {done.result_id} (revision {done.revision}) "
         f"by staff:{staff_id}, queued for publishing to {settings.result_topic}"
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from certrecon.cli.common import database, load_settings, run_async
+from certrecon.cli.output import echo, error
 from certrecon.errors import RosterImportError
 
 if TYPE_CHECKING:
@@ -68,12 +69,12 @@ def _progress_bar() -> Iterator[_Bar]:
 
 
 def _report_rejection(exc: RosterImportError) -> None:
-    click.echo(f"Error: {exc}", err=True)
+    error(exc)
     for number, problem in exc.problems[:SHOWN_PROBLEMS]:
-        click.echo(f"  line {number}: {problem}", err=True)
-    hidden = len(exc.problems) - SHOWN_PROBLEMS
+        echo(f"  line {number}: {problem}", err=True)
+    hidden = exc.total - min(len(exc.problems), SHOWN_PROBLEMS)
     if hidden > 0:
-        click.echo(f"  ... and {hidden} more problem(s)", err=True)
+        echo(f"  ... and {hidden} more problem(s)", err=True)
 
 
 @roster.command("import")
@@ -81,41 +82,33 @@ def _report_rejection(exc: RosterImportError) -> None:
 def import_file(file: Path) -> None:
     """Load or update the roster from the contract CSV FILE.
 
-    Every row is checked first; one bad row rejects the whole file and nothing changes.
-    Otherwise all rows are inserted or updated in one transaction.
+    Every row is checked; one bad row rejects the whole file and nothing changes. Otherwise
+    all rows are inserted or updated in one transaction. The file is streamed: its size
+    does not matter, but a line longer than 64 KiB stops the import at once.
     """
-    from certrecon.roster_csv import read_roster_file
-    from certrecon.store.roster import ImportSummary, import_roster
+    from certrecon.roster_csv import RosterFile
+    from certrecon.store.roster import ImportSummary, import_roster_file
 
     settings = load_settings()
     started = time.monotonic()
-    with _progress_bar() as bar:
-        checking = bar.task(f"checking {file.name}", None)
-        try:
-            records = read_roster_file(
-                file, progress=lambda done, total: bar.update(checking, done, total)
-            )
-        except RosterImportError as exc:
-            _report_rejection(exc)
-            sys.exit(2)
-        checked = time.monotonic()
+    try:
+        with _progress_bar() as bar:
+            reading = bar.task(f"importing {file.name}", None)
+            # The header is checked on opening: a wrong file is refused before the database.
+            with RosterFile(
+                file, progress=lambda done, total: bar.update(reading, done, total or None)
+            ) as opened:
 
-        importing = bar.task("importing", len(records))
+                async def go() -> ImportSummary:
+                    async with database(settings) as conn:
+                        return await import_roster_file(conn, opened)
 
-        async def go() -> ImportSummary:
-            async with database(settings) as conn:
-                return await import_roster(
-                    conn, records, progress=lambda done: bar.update(importing, done)
-                )
-
-        try:
-            summary = run_async(go)
-        except RosterImportError as exc:
-            _report_rejection(exc)
-            sys.exit(2)
-    finished = time.monotonic()
-    click.echo(
+                summary = run_async(go)
+    except RosterImportError as exc:
+        _report_rejection(exc)
+        sys.exit(2)
+    echo(
         f"roster import: {summary.total} rows from {file}: {summary.inserted} inserted, "
         f"{summary.updated} updated, {summary.unchanged} unchanged "
-        f"(checked in {checked - started:.1f} s, imported in {finished - checked:.1f} s)"
+        f"(in {time.monotonic() - started:.1f} s)"
     )

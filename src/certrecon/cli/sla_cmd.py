@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from certrecon.cli.common import database, load_settings, run_async
-from certrecon.cli.review_cmd import console, cst_text
+from certrecon.cli.inputs import parse_instant
+from certrecon.cli.output import cell, console, json_text
+from certrecon.cli.review_cmd import cst_text
 from certrecon.domain import CST
-from certrecon.errors import InputError
+from certrecon.errors import CalendarError, InputError
 from certrecon.logs import mask_id
+
+__all__ = ["parse_instant", "print_view", "sla", "view_json"]
 
 if TYPE_CHECKING:
     from certrecon.store.sla import LevelCount, MonitorRun, OpenCertification
@@ -27,19 +30,6 @@ class SlaView:
     counts: list[LevelCount]
     certifications: list[OpenCertification]
     last_run: MonitorRun | None
-
-
-def parse_instant(text: str) -> dt.datetime:
-    """An RFC 3339 timestamp with an offset (``--at``)."""
-    try:
-        value = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InputError(
-            f"{text!r} is not an RFC 3339 timestamp such as 2024-06-07T09:00:00+08:00"
-        ) from None
-    if value.utcoffset() is None:
-        raise InputError(f"{text!r} has no UTC offset; add one, e.g. +08:00")
-    return value
 
 
 def _totals(counts: list[LevelCount]) -> dict[str, dict[str, int]]:
@@ -98,7 +88,6 @@ def _ago(seconds: float) -> str:
 
 def print_view(view: SlaView) -> None:
     from rich.table import Table
-    from rich.text import Text
 
     out = console()
     totals = _totals(view.counts)
@@ -108,7 +97,7 @@ def print_view(view: SlaView) -> None:
         since = f"; last monitor run {cst_text(view.last_run.last_run_at)} ({_ago(age)})"
     else:
         since = "; the monitor has not run yet"
-    out.print(f"SLA at {cst_text(view.at)}{since}")
+    out.print(cell(f"SLA at {cst_text(view.at)}{since}"))
     counts = Table(title="Open certifications by channel and level")
     counts.add_column("channel")
     for name in ("breached", "at_risk", "on_track", "open"):
@@ -116,18 +105,18 @@ def print_view(view: SlaView) -> None:
     grand = {"breached": 0, "at_risk": 0, "on_track": 0, "open": 0}
     for channel, row in totals.items():
         counts.add_row(
-            channel,
-            Text(str(row["breached"]), style="bold red" if row["breached"] else ""),
-            Text(str(row["at_risk"]), style="yellow" if row["at_risk"] else ""),
-            str(row["on_track"]),
-            str(row["open"]),
+            cell(channel),
+            cell(row["breached"], style="bold red" if row["breached"] else ""),
+            cell(row["at_risk"], style="yellow" if row["at_risk"] else ""),
+            cell(row["on_track"]),
+            cell(row["open"]),
         )
         for k in grand:
             grand[k] += row[k]
-    counts.add_row("total", *(str(grand[k]) for k in grand), style="bold")
+    counts.add_row(cell("total"), *(cell(grand[k]) for k in grand), style="bold")
     out.print(counts)
     if not view.certifications:
-        out.print("No open certification.")
+        out.print(cell("No open certification."))
         return
     shown = len(view.certifications)
     table = Table(
@@ -142,14 +131,14 @@ def print_view(view: SlaView) -> None:
     for c in view.certifications:
         state = c.state if c.review_reason is None else f"{c.state} ({c.review_reason})"
         table.add_row(
-            Text(c.level.value, style=_LEVEL_STYLE[c.level.value]),
-            c.certification_id,
-            c.channel,
-            mask_id(c.id_number),
-            c.local_date.isoformat(),
-            c.due_date.isoformat() + ("*" if c.provisional else ""),
-            str(c.working_days_left),
-            state,
+            cell(c.level.value, style=_LEVEL_STYLE[c.level.value]),
+            cell(c.certification_id),
+            cell(c.channel),
+            cell(mask_id(c.id_number)),
+            cell(c.local_date.isoformat()),
+            cell(c.due_date.isoformat() + ("*" if c.provisional else "")),
+            cell(c.working_days_left),
+            cell(state),
         )
     out.print(table)
 
@@ -160,7 +149,7 @@ def print_view(view: SlaView) -> None:
     "--limit",
     default=50,
     show_default=True,
-    type=click.IntRange(0),
+    type=click.IntRange(0, 100_000),
     help="How many of the most urgent open certifications to list (counts cover all).",
 )
 @click.option(
@@ -189,8 +178,15 @@ def sla(as_json: bool, limit: int, at_text: str | None) -> None:
                 run = await last_run(conn, MONITOR_NAME)
         return SlaView(at, counts, found, run)
 
-    view = run_async(go)
+    try:
+        view = run_async(go)
+    except CalendarError as exc:
+        if at_text is None:
+            raise
+        # The instant is in the calendar's range, but its window (the next working day)
+        # reaches past it.
+        raise InputError(f"--at {exc}") from None
     if as_json:
-        click.echo(json.dumps(view_json(view), ensure_ascii=False, indent=2))
+        click.echo(json_text(view_json(view)))
     else:
         print_view(view)

@@ -10,8 +10,9 @@ Decisions (the contract leaves them open):
 * ``null`` in an optional field (``subject.id_type``, ``on_behalf``, ``residence``,
   ``residence.country``, ``residence.region_code``) means the same as leaving it out.
 * Names are kept exactly as sent (no stripping; the reconciliation rules normalise them).
-  They must be 1–64 characters, not blank, and free of control characters and line
-  separators.
+  They must be 1–64 characters, not blank, and free of control characters, line
+  separators and invisible format characters (bidi controls, zero-width characters): the
+  same rule as the roster import (:func:`certrecon.text.name_problem`).
 * ``certified_at``: ``T``/``Z`` may be lower case (RFC 3339 §5.6), fractions of up to 9
   digits are accepted (truncated to microseconds), leap second 60 is rejected. Times
   before 2000-01-01 China Standard Time are rejected as implausible; this also keeps
@@ -46,6 +47,7 @@ from pydantic_core import PydanticCustomError
 
 from certrecon.domain import CST, Certification, Channel, FaceMatch, IdType, Method, Person
 from certrecon.ids import id_number_problems, normalise_id_number
+from certrecon.text import NAME_CONTROL, name_problem
 
 __all__ = [
     "CERTIFICATION_ID_PATTERN",
@@ -84,6 +86,9 @@ TEXT_CERTIFIED_AT_FORMAT = "must be an RFC 3339 timestamp with an explicit offse
 TEXT_CERTIFIED_AT_EARLY = "is before 2000-01-01, not a plausible certification time"
 TEXT_NAME_BLANK = "must not be blank"
 TEXT_NAME_CONTROL = "must not contain control characters"
+TEXT_NAME_INVISIBLE = (
+    "must not contain invisible formatting characters (bidi controls, zero-width characters)"
+)
 TEXT_COUNTRY_REQUIRED = "required on the consular channel"
 TEXT_COUNTRY_CN = "must not be CN on the consular channel"
 
@@ -116,7 +121,6 @@ _RFC3339 = re.compile(
     r"(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 _FRACTION = re.compile(r"\.([0-9]{1,9})")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class DecodeContext(NamedTuple):
@@ -164,8 +168,11 @@ def _check_name(value: str) -> str:
     problems = []
     if not value.strip():
         problems.append(TEXT_NAME_BLANK)
-    if _CONTROL.search(value):
+    why = name_problem(value)
+    if why == NAME_CONTROL:
         problems.append(TEXT_NAME_CONTROL)
+    elif why is not None:
+        problems.append(TEXT_NAME_INVISIBLE)
     if problems:
         raise _fail(*problems)
     return value

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from certrecon.text import without_invisible
+
 MIDDLE_DOT = "\u00b7"
 """The one separator every middle-dot variant becomes (GB 18030 and the ID card use it)."""
 
@@ -32,17 +34,18 @@ _DOT_VARIANTS = (
 )
 _UNIFY_DOTS = str.maketrans(dict.fromkeys(_DOT_VARIANTS, MIDDLE_DOT))
 
-# Invisible characters that copy-and-paste from web pages and spreadsheets leaves inside
-# names; str.isspace() does not see them.
-_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")
-
 
 def normalise_name(name: str) -> str:
     """The comparison form of a person's name.
 
     NFKC (full-width letters, digits and spaces become their ordinary forms), no whitespace
-    at all (including the ideographic space U+3000 and invisible zero-width characters), one
-    middle dot for all of its variants, and case-folded letters (``Smith`` = ``SMITH``).
+    at all (including the ideographic space U+3000), no control or format character (Unicode
+    categories Cc and Cf: zero-width characters, bidi controls, soft hyphens), one middle
+    dot for all of its variants, and case-folded letters (``Smith`` = ``SMITH``).
+
+    Names with control or format characters are refused where they enter (the roster import
+    and the wire validation, both by :func:`certrecon.text.name_problem`); dropping them
+    here too makes a name stored before that rule compare the way it looks.
 
     Traditional and simplified characters are deliberately *not* unified: doing so needs a
     conversion dictionary, the mapping is many-to-one (發/髮 → 发, 後/后 → 后), and a few
@@ -57,7 +60,7 @@ def normalise_name(name: str) -> str:
     # reach the fixed point, which makes the function idempotent.
     for _ in range(4):
         folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", current).casefold())
-        kept = "".join(ch for ch in folded if not ch.isspace() and ch not in _INVISIBLE)
+        kept = "".join(ch for ch in without_invisible(folded) if not ch.isspace())
         step = kept.translate(_UNIFY_DOTS)
         if step == current:
             break
