@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import sys
+import threading
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -45,8 +49,40 @@ def _mask_personal_data(
     return event_dict
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities written as strings, which JSON can carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # 'nan', 'inf', '-inf'
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_dumps(value: Any, **kwargs: Any) -> str:
+    # allow_nan=False: a value that slipped past _finite fails loudly in tests, not as an
+    # invalid line in production; default=repr keeps unknown objects on one line.
+    kwargs.setdefault("default", repr)
+    return json.dumps(_finite(value), allow_nan=False, **kwargs)
+
+
+class _StderrFactory:
+    """Writes every structlog line to the ``sys.stderr`` of the moment (tests swap it)."""
+
+    def __call__(self, *args: Any) -> structlog.PrintLogger:
+        return structlog.PrintLogger(sys.stderr)
+
+
 def configure(*, level: str = "INFO", json: bool | None = None) -> None:
-    """Configure structlog and the standard library's logging; JSON when not on a terminal."""
+    """Configure structlog and route the standard library's logging through it.
+
+    JSON lines when stderr is not a terminal (console format on one). Records of other
+    libraries (aiokafka, asyncpg, asyncio, warnings) get the same processors and renderer,
+    so every line on stderr is one JSON object off a terminal; a traceback is the
+    ``exception`` field of its line, never raw text. Uncaught exceptions in the main thread
+    or in other threads are logged the same way.
+    """
     as_json = not sys.stderr.isatty() if json is None else json
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     shared: list[Any] = [
@@ -56,19 +92,74 @@ def configure(*, level: str = "INFO", json: bool | None = None) -> None:
         _mask_personal_data,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer(ensure_ascii=False)
+        structlog.processors.JSONRenderer(serializer=_json_dumps, ensure_ascii=False)
         if as_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    tail: list[Any] = [structlog.processors.format_exc_info] if as_json else []
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer]
-        if as_json
-        else [*shared, renderer],
+        processors=[*shared, *tail, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_StderrFactory(),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+            *shared,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *tail,
+            renderer,
+        ],
+    )
+    handler = _StderrHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Other libraries are chatty at INFO (aiokafka logs every rebalance step).
+    root.setLevel(max(numeric, logging.WARNING))
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler on the ``sys.stderr`` of the moment, like the structlog lines."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    structlog.get_logger("certrecon").critical("uncaught exception", exc_info=(exc_type, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None:
+        return
+    structlog.get_logger("certrecon").critical(
+        "uncaught exception in a thread",
+        thread=None if args.thread is None else args.thread.name,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 def get_logger(name: str) -> Any:

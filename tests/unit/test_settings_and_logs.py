@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -170,3 +171,65 @@ def test_json_logs_mask_personal_data(monkeypatch: pytest.MonkeyPatch) -> None:
     assert line["name"] == "张**"
     assert line["certification_id"] == "RZ1"
     assert line["level"] == "warning"
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_other_libraries_log_through_structlog_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    buffer = io.StringIO()
+    monkeypatch.setattr("sys.stderr", buffer)
+    logs.configure(json=True)
+    try:
+        logging.getLogger("aiokafka.consumer").warning("lost %s\nsecond line", "partition")
+        logging.getLogger("aiokafka").info("below the threshold of other libraries")
+        try:
+            raise ConnectionResetError("peer went away")
+        except ConnectionResetError:
+            logging.getLogger("asyncpg.pool").exception("connection lost")
+        logging.getLogger("py.warnings").warning("a warning")
+        structlog.get_logger("t").warning(
+            "odd numbers", interval=float("nan"), limits=[float("inf"), -float("inf")]
+        )
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    lines = _json_lines(buffer.getvalue())
+    assert [line["event"] for line in lines] == [
+        "lost partition\nsecond line",
+        "connection lost",
+        "a warning",
+        "odd numbers",
+    ]
+    assert lines[0]["logger"] == "aiokafka.consumer"
+    assert lines[0]["level"] == "warning"
+    assert "timestamp" in lines[0]
+    assert lines[1]["level"] == "error"
+    assert str(lines[1]["exception"]).startswith("Traceback (most recent call last):")
+    assert "ConnectionResetError: peer went away" in str(lines[1]["exception"])
+    assert lines[3]["interval"] == "nan"
+    assert lines[3]["limits"] == ["inf", "-inf"]
+
+
+def test_an_uncaught_exception_is_one_json_line() -> None:
+    code = (
+        "from certrecon import logs\n"
+        "logs.configure(json=True)\n"
+        "import threading\n"
+        "t = threading.Thread(target=lambda: 1 / 0, name='worker-thread')\n"
+        "t.start(); t.join()\n"
+        "raise RuntimeError('stop')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    lines = _json_lines(done.stderr)
+    assert [line["event"] for line in lines] == [
+        "uncaught exception in a thread",
+        "uncaught exception",
+    ]
+    assert lines[0]["thread"] == "worker-thread"
+    assert "ZeroDivisionError" in str(lines[0]["exception"])
+    assert "RuntimeError: stop" in str(lines[1]["exception"])
