@@ -9,7 +9,14 @@ import pytest
 from certrecon.domain import RosterRecord, RosterStatus
 from certrecon.errors import RosterImportError
 from certrecon.ids import id_number_problems
-from certrecon.roster_csv import HEADER, parse_roster, read_roster_file
+from certrecon.roster_csv import (
+    HEADER,
+    MAX_LINE_BYTES,
+    MAX_PROBLEMS_KEPT,
+    RosterFile,
+    parse_roster,
+    read_roster_file,
+)
 from certrecon.synthetic import make_id_number, make_roster, write_roster_csv
 
 HEAD = ",".join(HEADER)
@@ -263,3 +270,57 @@ def test_make_id_number_encodes_sex_and_birth() -> None:
     number = make_id_number("110105", dt.date(1949, 12, 31), 2)
     assert number.startswith("11010519491231002")
     assert id_number_problems(number) == []
+
+
+# --- streaming, bounded reading ------------------------------------------------------------
+
+
+def test_an_overlong_line_stops_reading_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_bytes((HEAD + "\n").encode() + b"x" * (MAX_LINE_BYTES + 1) + b"\n" + b"y" * 10)
+    with pytest.raises(RosterImportError, match="line 2 is longer than 65,536 bytes") as caught:
+        read_roster_file(path)
+    assert caught.value.problems == [(2, "line longer than 65,536 bytes")]
+
+
+def test_a_line_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "limit.csv"
+    row = f"{ID1},张三,basic_pension,active,,,,,"
+    padding = MAX_LINE_BYTES - len(row.encode()) - 1
+    path.write_text(HEAD + "\n" + row + " " * padding + "\n", "utf-8")
+    [record] = read_roster_file(path)
+    assert record.id_number == ID1
+
+
+def test_nul_bytes_are_a_problem_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_bytes(
+        (HEAD + "\n").encode() + f"{ID1},张\x00三,basic_pension,active,,,,,\n".encode()
+    )
+    with pytest.raises(RosterImportError) as caught:
+        read_roster_file(path)
+    assert (2, "contains a NUL byte; is this a binary file?") in caught.value.problems
+
+
+def test_problems_are_counted_beyond_those_kept(tmp_path: Path) -> None:
+    path = tmp_path / "many.csv"
+    rows = "".join(f"{ID1},张三,basic_pension,nope,,,,,\n" for _ in range(MAX_PROBLEMS_KEPT + 500))
+    path.write_text(HEAD + "\n" + rows, "utf-8")
+    with pytest.raises(RosterImportError) as caught:
+        read_roster_file(path)
+    assert len(caught.value.problems) == MAX_PROBLEMS_KEPT
+    # Each row after the first: a bad status and a repeated number.
+    assert caught.value.total == 2 * (MAX_PROBLEMS_KEPT + 500) - 1
+    assert f"on {MAX_PROBLEMS_KEPT + 500} line(s)" in str(caught.value)
+
+
+def test_quoted_problem_values_are_shortened() -> None:
+    problems = problems_of(csv_text(f"{ID1},张三,basic_pension,{'s' * 5000},,,,,"))
+    assert all(len(p) < 200 for _, p in problems)
+
+
+def test_the_header_is_checked_on_opening(tmp_path: Path) -> None:
+    path = tmp_path / "wrong.csv"
+    path.write_text("a,b\n" + f"{ID1},张三,basic_pension,active,,,,,\n" * 10, "utf-8")
+    with pytest.raises(RosterImportError, match="line 1 must be the header"):
+        RosterFile(path).__enter__()
