@@ -149,3 +149,28 @@ def test_a_huge_certification_id_is_an_error(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["review", "show", "H" * 100_000])
     assert result.exit_code == 2
     assert "the certification id is 100,000 characters long" in result.stderr
+
+
+async def test_the_store_bounds_notes_and_sources_too(conn: asyncpg.Connection) -> None:
+    import datetime as dt
+
+    from certrecon.domain import Outcome
+    from certrecon.errors import InputError
+    from certrecon.store.calendar_overrides import add_override
+    from certrecon.store.review import decide
+
+    await add_certification(conn, "H2", cst(2024, 6, 3, 10, 0))
+    with pytest.raises(InputError, match="the note is 131,000 characters long"):
+        await decide(
+            conn,
+            "H2",
+            outcome=Outcome.QUALIFIED,
+            staff_id="wang01",
+            note="x" * 131_000,
+            now=dt.datetime.now(dt.UTC),
+            topic="results",
+        )
+    with pytest.raises(InputError, match="the source is 201 characters long"):
+        await add_override(conn, dt.date(2027, 1, 4), True, "x" * 201)
+    assert await conn.fetchval("SELECT count(*) FROM result") == 0
+    assert await conn.fetchval("SELECT count(*) FROM calendar_override") == 0

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from certrecon.calendar import FIRST_YEAR, LAST_YEAR, WorkingCalendar, default_calendar
 from certrecon.calendar.model import PublishedYear
 from certrecon.errors import InputError
+from certrecon.text import MAX_SOURCE_LENGTH, check_free_text
 
 if TYPE_CHECKING:
     from certrecon.store.db import Conn
@@ -43,7 +44,7 @@ class StoredPublishedYear:
 
 
 def _check_source(source: str) -> str:
-    cleaned = source.strip()
+    cleaned = check_free_text("the source", source, max_length=MAX_SOURCE_LENGTH).strip()
     if not cleaned:
         raise InputError("an override needs a source, e.g. the notice number 国办发明电〔2023〕7号")
     return cleaned

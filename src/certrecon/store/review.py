@@ -22,6 +22,7 @@ import asyncpg
 from certrecon.domain import Channel, Outcome
 from certrecon.errors import ReviewError
 from certrecon.store.results import NewResult, record_results
+from certrecon.text import MAX_NOTE_LENGTH, check_free_text
 
 STAFF_OUTCOMES: tuple[Outcome, ...] = (
     Outcome.ELIGIBILITY_LOST,
@@ -281,7 +282,10 @@ async def decide(
     :class:`ReviewError`; nothing is stored then.
     """
     if not _STAFF_ID.fullmatch(staff_id):
-        raise ReviewError(f"staff ID {staff_id!r} must be 1 to 64 of letters, digits and . _ @ -")
+        shown = repr(staff_id) if len(staff_id) <= 64 else "given"
+        raise ReviewError(f"staff ID {shown} must be 1 to 64 of letters, digits and . _ @ -")
+    if note is not None:
+        check_free_text("the note", note, max_length=MAX_NOTE_LENGTH, multiline=True)
     if outcome not in STAFF_OUTCOMES:
         raise ReviewError(f"outcome {outcome.value} is not a staff decision")
     if now.utcoffset() is None:
