@@ -5,6 +5,7 @@ import contextlib
 import click
 
 from certrecon.cli.common import load_settings, run_async
+from certrecon.cli.output import echo
 
 
 @click.command()
@@ -28,6 +29,6 @@ def migrate() -> None:
 
     applied = run_async(go)
     for name in applied:
-        click.echo(f"applied {name}")
+        echo(f"applied {name}")
     if not applied:
-        click.echo("the database is up to date")
+        echo("the database is up to date")
