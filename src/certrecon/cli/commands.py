@@ -7,6 +7,7 @@ import click
 
 def register(root: click.Group) -> None:
     from certrecon.cli.calendar_cmd import calendar
+    from certrecon.cli.contract_cmd import contract
     from certrecon.cli.demo_cmd import demo
     from certrecon.cli.migrate_cmd import migrate
     from certrecon.cli.review_cmd import review
@@ -15,6 +16,7 @@ def register(root: click.Group) -> None:
     from certrecon.cli.sla_cmd import sla
 
     root.add_command(calendar)
+    root.add_command(contract)
     root.add_command(demo)
     root.add_command(migrate)
     root.add_command(roster)
