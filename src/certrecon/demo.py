@@ -4,6 +4,12 @@ A synthetic roster of about 1,000 people is loaded; certifications are pushed on
 channel topics, built so that every outcome occurs (and a review-queue case, a dead letter
 without a usable certification_id and an invalid record); the worker runs until every
 certification is answered or queued for review; then a summary is printed.
+
+The demo keeps its data where every other command looks: the embedded PostgreSQL under
+the data directory (``./.certrecon`` or ``CERTRECON_DATA_DIR``), so ``certrecon sla`` or
+``certrecon review list`` afterwards show what it did. The database is marked as the
+demo's; a later demo resets a marked database only, and refuses to touch one holding
+anything the demo did not put there. The embedded broker keeps messages in memory only.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ import datetime as dt
 import json
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from certrecon.domain import CST, Channel, RosterRecord, RosterStatus
 from certrecon.embedded import EmbeddedBroker, EmbeddedPostgres
+from certrecon.errors import InputError
 from certrecon.logs import get_logger, mask_id
 from certrecon.settings import Settings
 from certrecon.store import db
@@ -42,9 +50,15 @@ class Scenario:
     """How many messages carry a usable certification_id (each gets a result or review)."""
 
 
+MIN_PEOPLE = 110
+"""The scenario gives the first 103 people of the roster a part to play."""
+
+
 def build_scenario(
     settings: Settings, now: dt.datetime, *, people: int = 1000, seed: int = 20261127
 ) -> Scenario:
+    if people < MIN_PEOPLE:
+        raise ValueError(f"the demo needs a roster of at least {MIN_PEOPLE} people")
     rng = random.Random(seed)
     everyone = make_roster(people + 40, seed=seed, region="110105")
     roster, strangers = everyone[:people], everyone[people:]
@@ -142,6 +156,8 @@ class Summary:
     reviews: list[dict[str, Any]]
     dead_letters: int
     results_published: int
+    answered: tuple[str, str] | None = None
+    """(certification_id, certified_at as sent) of a certification the rules answered."""
 
 
 async def summarise(conn: Conn) -> Summary:
@@ -174,6 +190,16 @@ async def summarise(conn: Conn) -> Summary:
         FROM outbox WHERE sent_at IS NOT NULL
         """
     )
+    # A name that differs from the roster: the most telling answer to look at afterwards.
+    answered = await conn.fetchrow(
+        """
+        SELECT c.certification_id, c.certified_at_raw
+        FROM certification c JOIN result r USING (certification_id)
+        WHERE c.valid AND r.revision = 1
+        ORDER BY r.outcome <> 'identity_mismatch', c.certification_id
+        LIMIT 1
+        """
+    )
     assert counts is not None
     return Summary(
         {(r["channel"], r["outcome"]): r["n"] for r in rows},
@@ -190,20 +216,105 @@ async def summarise(conn: Conn) -> Summary:
         ],
         counts["dead"],
         counts["results"],
+        None if answered is None else (answered["certification_id"], answered["certified_at_raw"]),
     )
 
 
-async def run_demo(settings: Settings, *, people: int = 1000) -> Summary:
-    workdir = settings.data_dir / "demo"
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+DEMO_MARKER = "certrecon-demo.json"
+"""A file the demo writes into the PostgreSQL data directory it created or took over."""
+
+
+class DemoDataError(InputError):
+    """The data directory holds a database the demo must not reset or fill."""
+
+
+async def _foreign_rows(conn: Conn, demo_people: int | None) -> int:
+    """Rows the demo did not put there: certifications not named DEMO…, roster entries
+    beyond the ``demo_people`` it imported, any calendar override or published year; in a
+    database that is not the demo's (``demo_people`` None), every certification and roster
+    entry."""
+    if await conn.fetchval("SELECT to_regclass('certification') IS NULL"):
+        return 0  # not migrated yet: nothing in it
+    found: int = await conn.fetchval(
+        """
+        SELECT (SELECT count(*) FROM certification
+                 WHERE $1::int IS NULL OR certification_id NOT LIKE 'DEMO%')
+             + greatest((SELECT count(DISTINCT id_number) FROM roster) - coalesce($1, 0), 0)
+             + (SELECT count(*) FROM calendar_override)
+             + (SELECT count(*) FROM calendar_published_year)
+        """,
+        demo_people,
+    )
+    return found
+
+
+def _demo_people(pgdata: Path) -> int | None:
+    """The roster size the marker records, or None when ``pgdata`` is not the demo's."""
+    try:
+        note = json.loads((pgdata / DEMO_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    people = note.get("people") if isinstance(note, dict) else None
+    return people if isinstance(people, int) and not isinstance(people, bool) else None
+
+
+async def prepare_database(pg: EmbeddedPostgres, notify: Callable[[str], None]) -> None:
+    """Make the embedded PostgreSQL in ``pg.pgdata`` ready for a demo, or refuse.
+
+    Nothing there yet, or an empty database: the demo uses it. A database an earlier demo
+    left (it carries :data:`DEMO_MARKER`) holding nothing else: reset, saying so. Anything
+    else raises :class:`DemoDataError` and changes nothing.
+    """
+    if not pg.initialised:
+        return
+    demo_people = _demo_people(pg.pgdata)
+    with EmbeddedPostgres(pg.pgdata) as probe:
+        conn = await db.connect(probe.dsn)
+        try:
+            foreign = await _foreign_rows(conn, demo_people)
+        finally:
+            await conn.close()
+    elsewhere = "run the demo in another folder, or set CERTRECON_DATA_DIR to another directory"
+    if foreign:
+        raise DemoDataError(
+            f"{pg.pgdata} holds a database with {foreign} rows (certifications, roster "
+            "entries, calendar overrides) that certrecon demo did not create; the demo leaves "
+            f"it alone: {elsewhere}"
+        )
+    pid = pg.running_pid()
+    if pid is not None:
+        raise DemoDataError(
+            f"the database in {pg.pgdata} is in use by a running PostgreSQL (pid {pid}); "
+            f"stop what uses it (e.g. certrecon run) and try again, or {elsewhere}"
+        )
+    if demo_people is None:
+        return  # empty: the demo fills it and marks it as its own
+    notify(f"Resetting the database an earlier demo left in {pg.pgdata}.")
+    shutil.rmtree(pg.pgdata)
+
+
+def _mark(pg: EmbeddedPostgres, now: dt.datetime, people: int) -> None:
+    note = {"created_by": "certrecon demo", "at": now.isoformat(), "people": people}
+    (pg.pgdata / DEMO_MARKER).write_text(json.dumps(note) + "\n", encoding="utf-8")
+
+
+async def run_demo(
+    settings: Settings,
+    *,
+    people: int = 1000,
+    notify: Callable[[str], None] = lambda _: None,
+) -> Summary:
+    """Run the demo in ``settings.data_dir``; ``notify`` hears about a reset database."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    pg_home = EmbeddedPostgres.under(settings.data_dir)
+    await prepare_database(pg_home, notify)
     with (
-        EmbeddedPostgres(Path(workdir) / "postgres") as pg,
-        EmbeddedBroker(workdir / "broker") as broker,
+        EmbeddedPostgres(pg_home.pgdata) as pg,
+        EmbeddedBroker(settings.data_dir / "broker") as broker,
     ):
         demo_settings = dataclasses.replace(settings, http_port=None)
         now = dt.datetime.now(dt.UTC)
+        _mark(pg, now, people)
         scenario = build_scenario(demo_settings, now, people=people)
         conn = await db.connect(pg.dsn)
         try:
@@ -235,4 +346,14 @@ async def run_demo(settings: Settings, *, people: int = 1000) -> Summary:
             await conn.close()
 
 
-__all__ = ["Scenario", "Summary", "build_scenario", "run_demo", "summarise"]
+__all__ = [
+    "DEMO_MARKER",
+    "MIN_PEOPLE",
+    "DemoDataError",
+    "Scenario",
+    "Summary",
+    "build_scenario",
+    "prepare_database",
+    "run_demo",
+    "summarise",
+]

@@ -31,7 +31,7 @@ async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
         if dsn is None:
             from certrecon.embedded.postgres import EmbeddedPostgres
 
-            dsn = stack.enter_context(EmbeddedPostgres(settings.data_dir / "postgres")).dsn
+            dsn = stack.enter_context(EmbeddedPostgres.under(settings.data_dir)).dsn
         conn = await db.connect(dsn)
         try:
             await migrate(conn)

@@ -1,8 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from certrecon.demo import Summary
 
 
 @click.command()
@@ -14,14 +24,22 @@ import click
     help="Size of the synthetic roster.",
 )
 def demo(people: int) -> None:
-    """Run everything on embedded services with synthetic data and print a summary."""
+    """Run everything on embedded services with synthetic data and print a summary.
+
+    The data stays in the data directory (./.certrecon, or CERTRECON_DATA_DIR), where the
+    other commands find it; the last lines print commands to look at it. Running the demo
+    again resets the database an earlier demo left there, and refuses to touch any other.
+    """
     from rich.console import Console
     from rich.table import Table
 
     from certrecon import logs
-    from certrecon.cli.output import cell
-    from certrecon.demo import run_demo
+    from certrecon.cli.output import cell, echo
+    from certrecon.demo import MIN_PEOPLE, run_demo
     from certrecon.settings import Settings
+
+    if people < MIN_PEOPLE:
+        raise click.BadParameter(f"at least {MIN_PEOPLE}", param_hint="'--people'")
 
     # The summary is the demo's output; the worker's own log lines would bury it.
     logs.configure(level="WARNING")
@@ -29,8 +47,12 @@ def demo(people: int) -> None:
     console = Console()
     if not console.is_terminal:
         console = Console(width=110)
-    with console.status("starting PostgreSQL and the broker, pushing certifications ..."):
-        summary = asyncio.run(run_demo(settings, people=people))
+    with console.status("starting PostgreSQL and the broker, pushing certifications ...") as s:
+
+        def notify(text: str) -> None:
+            s.console.print(cell(text))
+
+        summary = asyncio.run(run_demo(settings, people=people, notify=notify))
 
     outcomes = sorted({o for _, o in summary.by_channel_outcome})
     channels = sorted({c for c, _ in summary.by_channel_outcome})
@@ -69,3 +91,61 @@ def demo(people: int) -> None:
             f"dead letters published: {summary.dead_letters}"
         )
     )
+    # Plain lines, not rich: they are meant to be copied, so no wrapping and no markup.
+    echo(
+        f"\nThe demo's database stays in {settings.data_dir.resolve()} (the broker kept its "
+        "messages in memory only and has stopped)."
+    )
+    echo("To look at what it did, type in this folder:")
+    for line in follow_up_commands(summary, *_program(), _env_prefix(os.environ)):
+        echo(f"  {line}")
+
+
+def follow_up_commands(
+    summary: Summary, setup: list[str], program: str, env_prefix: str
+) -> list[str]:
+    """The commands that show the demo's data, each exactly as it is to be typed."""
+    run = f"{env_prefix}{program}"
+    lines = [*setup, f"{run} sla", f"{run} review list"]
+    if summary.reviews:
+        lines.append(f"{run} review show {shlex.quote(summary.reviews[0]['certification_id'])}")
+    if summary.answered is not None:
+        certification_id, certified_at = summary.answered
+        lines.append(f"{run} review show {shlex.quote(certification_id)}")
+        lines.append(f"{run} calendar due {shlex.quote(certified_at)}")
+    return lines
+
+
+def _program() -> tuple[list[str], str]:
+    """How the person who started the demo calls certrecon from their shell: the lines to
+    type first (activating the virtual environment, when it is not active) and the program.
+    """
+    here = Path(sys.prefix) / "bin"
+    script = here / "certrecon"
+    found = shutil.which("certrecon")
+    if found is not None and script.exists() and Path(found).resolve() == script.resolve():
+        return [], "certrecon"
+    activate = here / "activate"
+    if sys.prefix != sys.base_prefix and activate.is_file() and script.exists():
+        return [f". {shlex.quote(_relative(activate))}"], "certrecon"
+    return [], f"{shlex.quote(sys.executable)} -m certrecon"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _env_prefix(environ: Mapping[str, str]) -> str:
+    """Settings the follow-up commands need spelled out: the demo's data directory when it
+    is not the default, and no external database even when one is configured (the demo
+    always runs on the embedded PostgreSQL)."""
+    parts: list[str] = []
+    if environ.get("CERTRECON_DATABASE_URL"):
+        parts += ["env", "-u", "CERTRECON_DATABASE_URL"]
+    data_dir = environ.get("CERTRECON_DATA_DIR")
+    if data_dir:
+        parts.append(f"CERTRECON_DATA_DIR={shlex.quote(data_dir)}")
+    return "".join(f"{p} " for p in parts)

@@ -20,7 +20,7 @@ def migrate() -> None:
         with contextlib.ExitStack() as stack:
             dsn = settings.database_url
             if dsn is None:
-                dsn = stack.enter_context(EmbeddedPostgres(settings.data_dir / "postgres")).dsn
+                dsn = stack.enter_context(EmbeddedPostgres.under(settings.data_dir)).dsn
             conn = await db.connect(dsn)
             try:
                 return await migrations.migrate(conn)

@@ -8,6 +8,7 @@ is not known, but the last lines of its log file say why.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +28,11 @@ class EmbeddedPostgres:
         self.pgdata = pgdata.resolve()
         self._server: Any = None
         self._watcher: ExitWatcher | None = None
+
+    @classmethod
+    def under(cls, data_dir: Path) -> EmbeddedPostgres:
+        """The embedded PostgreSQL every command uses: ``<data_dir>/postgres``."""
+        return cls(data_dir / "postgres")
 
     def __enter__(self) -> EmbeddedPostgres:
         self.start()
@@ -69,6 +75,29 @@ class EmbeddedPostgres:
         if self._server is None:
             raise EmbeddedServiceError("the embedded PostgreSQL is not running")
         return str(self._server.get_uri())
+
+    @property
+    def initialised(self) -> bool:
+        """Whether ``pgdata`` holds a database cluster (running or not)."""
+        return (self.pgdata / "PG_VERSION").is_file()
+
+    def running_pid(self) -> int | None:
+        """The process id in ``pgdata``'s postmaster.pid when that process exists, else None.
+
+        A stale file whose number was reused by another process also counts as running:
+        callers use this to leave a cluster alone, and erring that way is safe.
+        """
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid  # exists, owned by another user (the server's own, when run as root)
+        return pid
 
     def stop(self) -> None:
         watcher, self._watcher = self._watcher, None
