@@ -259,7 +259,7 @@ def test_a_document_that_is_not_an_object() -> None:
 # ------------------------------------------ inbound: what the decoder takes, the schema takes
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_messages())
 def test_every_message_the_decoder_accepts_matches_the_certification_schema(
     drawn: tuple[dict[str, Any], Channel, Any, dict[str, Any]],
@@ -292,7 +292,7 @@ def rosters_for(draw: st.DrawFn, id_number: str, name: str) -> RosterRecord | No
     )
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_messages(), st.data())
 def test_rules_results_of_random_certifications_match_the_result_schema(
     drawn: tuple[dict[str, Any], Channel, Any, dict[str, Any]], data: st.DataObject
@@ -458,7 +458,7 @@ def test_the_dead_letter_schema_is_not_vacuous() -> None:
 # ----------------------------------------------------------------------------- SLA alerts
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(
     certification_id=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
     level=st.sampled_from([SlaLevel.AT_RISK, SlaLevel.BREACHED]),
