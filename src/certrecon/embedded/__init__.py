@@ -26,7 +26,7 @@ def endpoints(settings: Settings) -> Iterator[Endpoints]:
     with contextlib.ExitStack() as stack:
         dsn = settings.database_url
         if dsn is None:
-            pg = stack.enter_context(EmbeddedPostgres(settings.data_dir / "postgres"))
+            pg = stack.enter_context(EmbeddedPostgres.under(settings.data_dir))
             dsn = pg.dsn
             started.append("postgres")
         bootstrap = settings.kafka_bootstrap
