@@ -18,8 +18,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from certrecon.domain import Channel, RosterRecord, RosterStatus
 from certrecon.settings import DEFAULT_CHANNEL_TOPICS, Settings
 from certrecon.synthetic import certification_message, make_roster
+from certrecon.transport import KafkaSecurity
 from certrecon.worker.bootstrap import build_worker
-from certrecon.worker.kafka import ensure_topics, publish
+from certrecon.worker.kafka import PLAINTEXT, client_options, ensure_topics, publish
 from certrecon.worker.service import Worker
 
 
@@ -77,7 +78,12 @@ def settings_env(settings: Settings, dsn: str, bootstrap: str) -> dict[str, str]
 
 
 async def create_topics(settings: Settings, bootstrap: str) -> None:
-    await ensure_topics(bootstrap, settings.all_topics(), settings.topic_partitions)
+    await ensure_topics(
+        bootstrap,
+        settings.all_topics(),
+        settings.topic_partitions,
+        security=settings.kafka_security,
+    )
 
 
 def eligible_roster(n: int, *, seed: int) -> list[RosterRecord]:
@@ -121,7 +127,12 @@ def encode(body: Mapping[str, Any]) -> bytes:
 
 
 async def read_topic(
-    bootstrap: str, topic: str, *, at_least: int, timeout: float = 60.0
+    bootstrap: str,
+    topic: str,
+    *,
+    at_least: int,
+    timeout: float = 60.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[Any]:
     """Every record of ``topic`` from the beginning, once at least ``at_least`` are there.
 
@@ -129,7 +140,10 @@ async def read_topic(
     brokers), and the read stops when every partition reached it.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **client_options(security),
     )
     await consumer.start()
     try:

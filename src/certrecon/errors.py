@@ -51,6 +51,12 @@ class BrokerUnavailableError(CertreconError):
     retriable = True
 
 
+class AuthenticationError(CertreconError):
+    """A server refused certrecon's credentials, or certrecon refused a server's TLS
+    certificate (or the server offered no TLS where it is required). Trying again cannot
+    help: the message names the server and what failed, never a secret."""
+
+
 class MigrationError(CertreconError):
     """The database schema is in a state the shipped migrations do not recognise."""
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from certrecon.domain import Channel
 from certrecon.errors import ConfigurationError
 from certrecon.text import printable, shorten
+from certrecon.transport import KafkaSecurity, Secret, transport_from_env
 
 DEFAULT_CHANNEL_TOPICS: Mapping[Channel, str] = {
     Channel.NATIONAL_PLATFORM: "mohrss.certification.national-platform",
@@ -63,6 +64,10 @@ class Settings:
     http_port: int | None = 8008
     shutdown_grace_seconds: float = 20.0
     max_clock_skew_seconds: int = 600
+    # Transport security (certrecon.transport): how clients authenticate and encrypt.
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    database_password: Secret | None = None
+    """From CERTRECON_DATABASE_PASSWORD_FILE; None: the DSN's server needs none."""
 
     def all_topics(self) -> list[str]:
         """Every topic the worker reads or writes."""
@@ -83,7 +88,8 @@ class Settings:
         Nothing connects before this returns, so a malformed value stops the process at
         once (exit 2), not after consuming has begun.
         """
-        r = _Reader(os.environ if env is None else env)
+        e = os.environ if env is None else env
+        r = _Reader(e)
         _D = _Defaults
         region = r.text("CERTRECON_REGION", "11")
         if not _REGION.fullmatch(region):
@@ -145,6 +151,7 @@ class Settings:
             http_port=r.integer("CERTRECON_HTTP_PORT", 8008, 0, 65_535) or None,
             shutdown_grace_seconds=r.seconds("CERTRECON_SHUTDOWN_GRACE_SECONDS", 20.0, 3_600.0),
             max_clock_skew_seconds=r.integer("CERTRECON_MAX_CLOCK_SKEW_SECONDS", 600, 0, 86_400),
+            **transport_from_env(e),
         )
 
 

@@ -32,7 +32,7 @@ async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
             from certrecon.embedded.postgres import EmbeddedPostgres
 
             dsn = stack.enter_context(EmbeddedPostgres.under(settings.data_dir)).dsn
-        conn = await db.connect(dsn)
+        conn = await db.connect(dsn, password=settings.database_password)
         try:
             await migrate(conn)
             yield conn

@@ -21,7 +21,7 @@ def migrate() -> None:
             dsn = settings.database_url
             if dsn is None:
                 dsn = stack.enter_context(EmbeddedPostgres.under(settings.data_dir)).dsn
-            conn = await db.connect(dsn)
+            conn = await db.connect(dsn, password=settings.database_password)
             try:
                 return await migrations.migrate(conn)
             finally:

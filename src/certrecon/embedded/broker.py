@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -23,9 +24,21 @@ def free_port() -> int:
 
 
 class EmbeddedBroker:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    """``advertised_url`` (default: the listener) is the address clients are told to use,
+    e.g. a proxy's; ``extra_args`` are passed to the broker as they are."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        advertised_url: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.workdir = workdir.resolve()
         self.port = port or free_port()
+        self.advertised_url = advertised_url
+        self.extra_args = tuple(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
         self._watcher: ExitWatcher | None = None
 
@@ -67,7 +80,15 @@ class EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         log = self.log_file.open("ab")
         self._proc = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                self.advertised_url or url,
+                *self.extra_args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,

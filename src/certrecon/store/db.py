@@ -1,19 +1,30 @@
-"""Connections to PostgreSQL."""
+"""Connections to PostgreSQL.
+
+Every connection, single or pooled, is opened here with the same options: the password
+from ``CERTRECON_DATABASE_PASSWORD_FILE`` (handed to asyncpg as a callable, so the value
+is never stored in its connection arguments) and TLS as the DSN's ``sslmode`` and
+``sslrootcert`` say (asyncpg reads those itself). A refused login or a refused TLS
+certificate is an :class:`AuthenticationError` at once, never retried.
+"""
 
 from __future__ import annotations
 
 import json
+import ssl
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 from tenacity import (
     AsyncRetrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_delay,
     wait_exponential,
 )
 
-from certrecon.errors import DatabaseUnavailableError
+from certrecon.errors import AuthenticationError, ConfigurationError, DatabaseUnavailableError
+from certrecon.transport import Secret
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -36,15 +47,81 @@ RETRIABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
 
 def is_retriable_db_error(exc: BaseException) -> bool:
     """Whether trying again can help: a lost or refused connection, also when it surfaces
-    as a later error (e.g. the rollback of a transaction whose connection just died)."""
+    as a later error (e.g. the rollback of a transaction whose connection just died).
+    Never a refused login or TLS certificate (see :func:`security_failure`)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
+        if _refused(current):
+            return False
         if isinstance(current, RETRIABLE_DB_ERRORS):
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+_LOGIN_REFUSED = (
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+)
+# An EOF in the middle of a handshake is a dropped connection, not a verdict on certificates.
+_TLS_TRANSIENT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def _refused(exc: BaseException) -> bool:
+    if isinstance(exc, _LOGIN_REFUSED):
+        return True
+    if isinstance(exc, ssl.SSLError):
+        return not isinstance(exc, _TLS_TRANSIENT)
+    return isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc)
+
+
+def server_of(dsn: str) -> str:
+    """Where a DSN points, for messages: host(s) and database, never user or password."""
+    try:
+        parts = urlsplit(dsn)
+        query = parse_qs(parts.query)
+    except ValueError:
+        return "(a DSN that does not parse)"
+    hosts = parts.netloc.rpartition("@")[2] or ",".join(query.get("host", [])) or "localhost"
+    database = parts.path.lstrip("/") or ",".join(query.get("dbname", []))
+    return f"{hosts}/{database}" if database else hosts
+
+
+def security_failure(exc: BaseException, dsn: str) -> AuthenticationError | None:
+    """The refused login or TLS handshake ``exc`` stands for, as a clear error; else None."""
+    where = f"PostgreSQL at {server_of(dsn)}"
+    if isinstance(exc, _LOGIN_REFUSED):
+        return AuthenticationError(f"{where} refused the login: {exc}")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return AuthenticationError(
+            f"{where}: its TLS certificate is not trusted ({exc.verify_message}); check the "
+            "DSN's sslrootcert and host name"
+        )
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, _TLS_TRANSIENT):
+        return AuthenticationError(f"{where}: the TLS handshake failed ({exc.reason or exc})")
+    if isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc):
+        return AuthenticationError(f"{where} does not offer TLS, which the DSN's sslmode requires")
+    return None
+
+
+def _connect_options(password: Secret | None) -> dict[str, Any]:
+    """The options every connection gets (the one place that hands over the password)."""
+    reveal: Callable[[], str] | None = None if password is None else password.reveal
+    return {} if reveal is None else {"password": reveal}
+
+
+def _failed(exc: Exception, dsn: str) -> Exception:
+    """What a connection attempt that gave up should raise instead of ``exc``."""
+    refused = security_failure(exc, dsn)
+    if refused is not None:
+        return refused
+    if isinstance(exc, asyncpg.ClientConfigurationError):
+        return ConfigurationError(f"CERTRECON_DATABASE_URL: {exc}")
+    if isinstance(exc, RETRIABLE_DB_ERRORS):
+        return DatabaseUnavailableError(f"PostgreSQL at {server_of(dsn)} is unreachable: {exc}")
+    return exc
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -54,37 +131,54 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 def _until_reachable(wait_seconds: float) -> AsyncRetrying:
     return AsyncRetrying(
-        retry=retry_if_exception_type(RETRIABLE_DB_ERRORS),
+        retry=retry_if_exception(lambda e: isinstance(e, RETRIABLE_DB_ERRORS) and not _refused(e)),
         wait=wait_exponential(multiplier=0.1, max=2),
         stop=stop_after_delay(wait_seconds),
         reraise=True,
     )
 
 
-async def connect(dsn: str, *, wait_seconds: float = 30.0) -> asyncpg.Connection:
+async def connect(
+    dsn: str, *, password: Secret | None = None, wait_seconds: float = 30.0
+) -> asyncpg.Connection:
     """One connection, retried (bounded) while the server is unreachable."""
     try:
         async for attempt in _until_reachable(wait_seconds):
             with attempt:
-                conn: asyncpg.Connection = await asyncpg.connect(dsn)
+                conn: asyncpg.Connection = await asyncpg.connect(dsn, **_connect_options(password))
                 await _init_connection(conn)
                 return conn
-    except RETRIABLE_DB_ERRORS as exc:
-        raise DatabaseUnavailableError(f"PostgreSQL is unreachable: {exc}") from exc
+    except Exception as exc:
+        failure = _failed(exc, dsn)
+        if failure is exc:
+            raise
+        raise failure from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 4, wait_seconds: float = 30.0
+    dsn: str,
+    *,
+    password: Secret | None = None,
+    min_size: int = 1,
+    max_size: int = 4,
+    wait_seconds: float = 30.0,
 ) -> asyncpg.Pool[Any]:
     """A pool, retried (bounded) while the server is unreachable."""
     try:
         async for attempt in _until_reachable(wait_seconds):
             with attempt:
                 pool: asyncpg.Pool[Any] = await asyncpg.create_pool(
-                    dsn, min_size=min_size, max_size=max_size, init=_init_connection
+                    dsn,
+                    min_size=min_size,
+                    max_size=max_size,
+                    init=_init_connection,
+                    **_connect_options(password),
                 )
                 return pool
-    except RETRIABLE_DB_ERRORS as exc:
-        raise DatabaseUnavailableError(f"PostgreSQL is unreachable: {exc}") from exc
+    except Exception as exc:
+        failure = _failed(exc, dsn)
+        if failure is exc:
+            raise
+        raise failure from exc
     raise AssertionError("unreachable")  # pragma: no cover

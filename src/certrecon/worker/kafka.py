@@ -1,22 +1,116 @@
-"""aiokafka adapters: topic creation, consumer with PostgreSQL-stored offsets, producer."""
+"""aiokafka adapters: topic creation, consumer with PostgreSQL-stored offsets, producer.
+
+Every Kafka client certrecon opens (consumer, producers, admin, and through them the
+readiness and lag checks) takes its connection options from :func:`client_options`: the
+security protocol, the TLS context and the SASL credentials of the settings.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    IllegalSaslStateError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from certrecon.errors import BrokerUnavailableError
+from certrecon.errors import AuthenticationError, BrokerUnavailableError
 from certrecon.logs import get_logger
 from certrecon.store.db import is_retriable_db_error
+from certrecon.transport import KafkaSecurity, tls_client_context
 
 log = get_logger(__name__)
+
+PLAINTEXT = KafkaSecurity()
+
+
+def client_options(security: KafkaSecurity) -> dict[str, Any]:
+    """The connection options of every aiokafka client (the one place that builds them)."""
+    options: dict[str, Any] = {"security_protocol": security.protocol}
+    if security.uses_tls:
+        options["ssl_context"] = tls_client_context(
+            security.ssl_cafile, security.ssl_certfile, security.ssl_keyfile
+        )
+    if security.uses_sasl:
+        assert security.sasl_password is not None
+        options.update(
+            sasl_mechanism=security.sasl_mechanism,
+            sasl_plain_username=security.sasl_username,
+            sasl_plain_password=security.sasl_password.reveal(),
+        )
+    return options
+
+
+# An EOF in the middle of a handshake is a dropped connection, not a verdict on certificates.
+_TLS_TRANSIENT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+_SASL_REFUSED = (
+    AuthenticationFailedError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+    IllegalSaslStateError,
+)
+
+
+def security_failure(
+    exc: BaseException, security: KafkaSecurity, where: str
+) -> AuthenticationError | None:
+    """The refused TLS handshake or SASL login ``exc`` stands for, as a clear error."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return AuthenticationError(
+            f"the Kafka broker at {where}: its TLS certificate is not trusted "
+            f"({exc.verify_message}); check CERTRECON_KAFKA_SSL_CAFILE and the host name"
+        )
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, _TLS_TRANSIENT):
+        return AuthenticationError(
+            f"the Kafka broker at {where}: the TLS handshake failed ({exc.reason or exc})"
+        )
+    # aiokafka's SCRAM client reads the server's proof ("v=") without checking for an
+    # error ("e=") first, so a rejected SCRAM login surfaces as KeyError('v').
+    scram_refused = (
+        isinstance(exc, KeyError)
+        and exc.args == ("v",)
+        and (security.sasl_mechanism or "").startswith("SCRAM-")
+    )
+    if scram_refused or isinstance(exc, _SASL_REFUSED):
+        detail = "" if scram_refused else f": {exc}"
+        return AuthenticationError(
+            f"the Kafka broker at {where} refused the SASL login ({security.describe()}){detail}"
+        )
+    return None
+
+
+async def _diagnose(bootstrap: str, security: KafkaSecurity) -> AuthenticationError | None:
+    """Why bootstrapping failed, when the reason is a refused handshake or login.
+
+    aiokafka logs the reason of a failed bootstrap connection and raises a bare
+    KafkaConnectionError; one connection made here the same way shows the reason.
+    """
+    options = client_options(security)
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        host = host.strip("[]")
+        try:
+            conn = await create_conn(host, int(port), request_timeout_ms=10000, **options)
+        except (OSError, KafkaError, KeyError, TimeoutError) as exc:
+            failure = security_failure(exc, security, server.strip())
+            if failure is not None:
+                return failure
+        else:
+            conn.close()
+    return None
 
 
 def is_retriable_kafka_error(exc: BaseException) -> bool:
@@ -24,11 +118,17 @@ def is_retriable_kafka_error(exc: BaseException) -> bool:
     return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> list[str]:
+async def ensure_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
+) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(security))
     try:
-        await _retry_start(admin.start)
+        await _retry_start(admin.start, bootstrap, security)
         existing = set(await admin.list_topics())
         missing = sorted(set(topics) - existing)
         if not missing:
@@ -51,7 +151,14 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) 
         await admin.close()
 
 
-async def _retry_start(start: Callable[[], Awaitable[Any]], seconds: float = 30.0) -> None:
+async def _retry_start(
+    start: Callable[[], Awaitable[Any]],
+    bootstrap: str,
+    security: KafkaSecurity,
+    seconds: float = 30.0,
+) -> None:
+    """Start a client, retrying (bounded) while the broker is unreachable; a refused TLS
+    handshake or login is an :class:`AuthenticationError` at once."""
     try:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, KafkaError | OSError)),
@@ -60,12 +167,25 @@ async def _retry_start(start: Callable[[], Awaitable[Any]], seconds: float = 30.
             reraise=True,
         ):
             with attempt:
-                await start()
-    except (KafkaError, OSError) as exc:
-        raise BrokerUnavailableError(f"the Kafka broker is unreachable: {exc}") from exc
+                try:
+                    await start()
+                except KafkaConnectionError:
+                    failure = await _diagnose(bootstrap, security)
+                    if failure is not None:
+                        raise failure from None
+                    raise
+    except (KafkaError, OSError, KeyError) as exc:
+        failure = security_failure(exc, security, bootstrap)
+        if failure is not None:
+            raise failure from exc
+        if isinstance(exc, KeyError):
+            raise
+        raise BrokerUnavailableError(
+            f"the Kafka broker at {bootstrap} is unreachable: {exc}"
+        ) from exc
 
 
-def make_producer(bootstrap: str) -> AIOKafkaProducer:
+def make_producer(bootstrap: str, *, security: KafkaSecurity = PLAINTEXT) -> AIOKafkaProducer:
     # No idempotence or transactions: exactly-once effects come from PostgreSQL, and the
     # embedded broker does not support InitProducerId.
     return AIOKafkaProducer(
@@ -75,19 +195,31 @@ def make_producer(bootstrap: str) -> AIOKafkaProducer:
         linger_ms=5,
         max_batch_size=256 * 1024,
         request_timeout_ms=30000,
+        **client_options(security),
     )
 
 
-async def start_producer(bootstrap: str) -> AIOKafkaProducer:
-    producer = make_producer(bootstrap)
-    await _retry_start(producer.start)
+async def start_producer(
+    bootstrap: str, *, security: KafkaSecurity = PLAINTEXT
+) -> AIOKafkaProducer:
+    producer = make_producer(bootstrap, security=security)
+    try:
+        await _retry_start(producer.start, bootstrap, security)
+    except BaseException:
+        await producer.stop()
+        raise
     return producer
 
 
-async def publish(bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+async def publish(
+    bootstrap: str,
+    messages: Sequence[tuple[str, bytes | None, bytes]],
+    *,
+    security: KafkaSecurity = PLAINTEXT,
+) -> None:
     """Publish (topic, key, value) messages with acks=all; for the demo, tests and
     benchmarks, which play the ministry's side."""
-    producer = await start_producer(bootstrap)
+    producer = await start_producer(bootstrap, security=security)
     try:
         futures = [await producer.send(t, key=k, value=v) for t, k, v in messages]
         await asyncio.gather(*futures)
@@ -96,8 +228,15 @@ async def publish(bootstrap: str, messages: Sequence[tuple[str, bytes | None, by
 
 
 def make_consumer(
-    bootstrap: str, group_id: str, *, max_poll_records: int, fetch_max_wait_ms: int = 200
+    bootstrap: str,
+    group_id: str | None,
+    *,
+    max_poll_records: int = 500,
+    fetch_max_wait_ms: int = 200,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> AIOKafkaConsumer:
+    """A consumer positioned by the application (no auto-commit); ``group_id=None`` for a
+    reader that assigns partitions itself."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group_id,
@@ -108,11 +247,19 @@ def make_consumer(
         session_timeout_ms=10000,
         heartbeat_interval_ms=1000,
         max_poll_interval_ms=300000,
+        **client_options(security),
     )
 
 
-async def start_consumer(consumer: AIOKafkaConsumer) -> None:
-    await _retry_start(consumer.start)
+async def start_consumer(
+    consumer: AIOKafkaConsumer, bootstrap: str, *, security: KafkaSecurity = PLAINTEXT
+) -> None:
+    """Start ``consumer`` (stopped again when it cannot start)."""
+    try:
+        await _retry_start(consumer.start, bootstrap, security)
+    except BaseException:
+        await consumer.stop()
+        raise
 
 
 OffsetLoader = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]

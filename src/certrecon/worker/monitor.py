@@ -303,15 +303,19 @@ class DeadlineMonitor:
             with contextlib.suppress(*_MONITOR_ERRORS):
                 await conn.close(timeout=2)
 
-    async def _connection(self, dsn: str) -> asyncpg.Connection:
+    async def _connection(self, worker: Worker) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
             self.active = False
-            self._conn = await db.connect(dsn, wait_seconds=self.connect_seconds)
+            self._conn = await db.connect(
+                worker.dsn,
+                password=worker.settings.database_password,
+                wait_seconds=self.connect_seconds,
+            )
         return self._conn
 
     async def tick(self, worker: Worker) -> MonitorReport | None:
         """One tick; returns the run's report when this instance is the active monitor."""
-        conn = await self._connection(worker.dsn)
+        conn = await self._connection(worker)
         now = worker.clock()
         metrics = worker.metrics
         fresh = await load_calendar(conn)

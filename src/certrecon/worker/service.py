@@ -123,30 +123,35 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         async with contextlib.AsyncExitStack() as stack:
-            conn = await db.connect(self.dsn)
+            conn = await db.connect(self.dsn, password=s.database_password)
             try:
                 applied = await migrate(conn)
             finally:
                 await conn.close()
             if applied:
                 log.info("migrations applied", names=applied)
-            self.pool = await db.create_pool(self.dsn, min_size=2, max_size=6)
+            self.pool = await db.create_pool(
+                self.dsn, password=s.database_password, min_size=2, max_size=6
+            )
             stack.push_async_callback(self.pool.close)
             await self.refresh_calendar()
             if s.create_topics:
                 created = await kafka.ensure_topics(
-                    self.bootstrap, s.all_topics(), s.topic_partitions
+                    self.bootstrap, s.all_topics(), s.topic_partitions, security=s.kafka_security
                 )
                 if created:
                     log.info("topics created", topics=created)
-            producer = await kafka.start_producer(self.bootstrap)
+            producer = await kafka.start_producer(self.bootstrap, security=s.kafka_security)
             stack.push_async_callback(producer.stop)
             consumer = kafka.make_consumer(
-                self.bootstrap, s.group_id, max_poll_records=s.batch_max_records
+                self.bootstrap,
+                s.group_id,
+                max_poll_records=s.batch_max_records,
+                security=s.kafka_security,
             )
             listener = kafka.StoredOffsetsListener(consumer, self._load_offsets, self._batch_lock)
             consumer.subscribe(list(s.channel_topics.values()), listener=listener)
-            await kafka.start_consumer(consumer)
+            await kafka.start_consumer(consumer, self.bootstrap, security=s.kafka_security)
             stack.push_async_callback(consumer.stop)
             self.consumer = consumer
             self.relay = OutboxRelay(
