@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 import threading
 from collections.abc import MutableMapping
@@ -74,6 +75,21 @@ class _StderrFactory:
         return structlog.PrintLogger(sys.stderr)
 
 
+# user:password@ in a URL (a DSN an exception or a library put into a message).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*):[^\s@/]+@")
+
+
+def _mask_url_passwords(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # Passwords come from files and never enter a DSN certrecon builds; this catches the
+    # rest (an operator's DSN quoted by a library's error) before it reaches a log.
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "://" in value:
+            event_dict[key] = _URL_PASSWORD.sub(r"\g<head>:****@", value)
+    return event_dict
+
+
 def configure(*, level: str = "INFO", json: bool | None = None) -> None:
     """Configure structlog and route the standard library's logging through it.
 
@@ -90,13 +106,15 @@ def configure(*, level: str = "INFO", json: bool | None = None) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _mask_personal_data,
+        _mask_url_passwords,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_json_dumps, ensure_ascii=False)
         if as_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
-    tail: list[Any] = [structlog.processors.format_exc_info] if as_json else []
+    # Exceptions are formatted in the JSON line, then masked like everything else.
+    tail: list[Any] = [structlog.processors.format_exc_info, _mask_url_passwords] if as_json else []
     structlog.configure(
         processors=[*shared, *tail, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
