@@ -1,5 +1,6 @@
 # The certrecon worker image. Production points it at PostgreSQL and Apache Kafka through
-# CERTRECON_DATABASE_URL and CERTRECON_KAFKA_BOOTSTRAP (see docker-compose.yml).
+# CERTRECON_DATABASE_URL and CERTRECON_KAFKA_BOOTSTRAP (see docker-compose.yml); passwords,
+# certificates and keys are mounted as files (secrets) and named by the *_FILE settings.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -29,6 +29,8 @@ from certrecon.embedded.broker import EmbeddedBroker
 from tests.security.tls_proxy import TlsProxy, Upstream, tcp_upstream, unix_upstream
 
 LOGIN_ROLE = "certrecon_login"
+PASSWORD_ROLES = (LOGIN_ROLE, "certrecon_worker")
+"""Roles that must give a password (the worker's login of deploy/postgres too)."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,10 @@ async def secured_pg(
     conn = await asyncpg.connect(pg_server)
     try:
         hba = Path(await conn.fetchval("SHOW hba_file"))
-        rules = f"local all {LOGIN_ROLE} scram-sha-256\nhost all {LOGIN_ROLE} all scram-sha-256\n"
+        rules = "".join(
+            f"local all {role} scram-sha-256\nhost all {role} all scram-sha-256\n"
+            for role in PASSWORD_ROLES
+        )
         current = hba.read_text()
         if not current.startswith(rules):
             hba.write_text(rules + current)
