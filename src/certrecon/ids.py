@@ -31,6 +31,7 @@ Decisions:
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 from collections.abc import Mapping
 from enum import StrEnum
@@ -93,6 +94,9 @@ PROBLEM_ADDRESS_CODE = "address code does not start with a province-level code"
 PROBLEM_PERMIT_ADDRESS_CODE = "residence permit address code must be 810000, 820000 or 830000"
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+# The weighted sum runs over the ASCII codes of the digits: each code is its digit plus
+# ord("0"), so subtracting ord("0") times the sum of the weights leaves the digits' sum.
+_ASCII_ZERO_WEIGHT = ord("0") * sum(_WEIGHTS)
 _CHECK_CHARACTERS = "10X98765432"
 _DIGITS17 = re.compile(r"[0-9]{17}")
 _EIGHTEEN = re.compile(r"[0-9]{17}[0-9X]")
@@ -122,7 +126,12 @@ def check_character(first17: str) -> str:
     """
     if not _DIGITS17.fullmatch(first17):
         raise ValueError("check_character needs exactly 17 ASCII digits")
-    total = sum(int(c) * w for c, w in zip(first17, _WEIGHTS, strict=True))
+    return _check_character(first17)
+
+
+def _check_character(digits: str) -> str:
+    """``check_character`` of the first 17 characters of ``digits``, known ASCII digits."""
+    total = sum(map(operator.mul, digits[:17].encode("ascii"), _WEIGHTS)) - _ASCII_ZERO_WEIGHT
     return _CHECK_CHARACTERS[total % 11]
 
 
@@ -137,7 +146,11 @@ def id_number_form(s: str) -> IdForm | None:
 
     The check character and the birth date are not verified here; see ``id_number_problems``.
     """
-    n = normalise_id_number(s)
+    return _form(normalise_id_number(s))
+
+
+def _form(n: str) -> IdForm | None:
+    """``id_number_form`` of an already normalised number."""
     if len(n) == 18 and _EIGHTEEN.fullmatch(n):
         if n[0] == "9":
             return IdForm.FOREIGN_2023
@@ -163,7 +176,7 @@ def id_number_problems(
     birth dates after it; it is a parameter because this module never reads the clock.
     """
     n = normalise_id_number(s)
-    form = id_number_form(n)
+    form = _form(n)
     if form is None:
         return [PROBLEM_SHAPE]
     problems: list[str] = []
@@ -177,7 +190,8 @@ def id_number_problems(
             problems.append(PROBLEM_BIRTH_DATE)
         elif today is not None and born > today:
             problems.append(PROBLEM_BIRTH_DATE_FUTURE)
-        if check_character(n[:17]) != n[17]:
+        # _form matched 17 ASCII digits before the check character.
+        if _check_character(n) != n[17]:
             problems.append(PROBLEM_CHECK_CHARACTER)
     if id_type is not None and form not in FORMS_BY_ID_TYPE[id_type]:
         problems.append(type_mismatch_problem(form, id_type))

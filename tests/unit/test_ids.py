@@ -246,3 +246,22 @@ class TestIdTypeCrossCheck:
     def test_shape_problem_hides_the_cross_check(self) -> None:
         # Without a recognisable form there is nothing to compare the id_type with.
         assert id_number_problems("nonsense", IdType.RESIDENT_ID) == [PROBLEM_SHAPE]
+
+
+def _check_character_by_the_definition(first17: str) -> str:
+    """ISO 7064 MOD 11-2 written out digit by digit, as GB 11643 states it."""
+    weights = [2 ** (17 - i) % 11 for i in range(17)]
+    total = sum(int(c) * w for c, w in zip(first17, weights, strict=True))
+    return "10X98765432"[total % 11]
+
+
+@given(st.from_regex(r"[0-9]{17}", fullmatch=True))
+def test_check_character_follows_the_definition(first17: str) -> None:
+    assert check_character(first17) == _check_character_by_the_definition(first17)
+
+
+@given(st.from_regex(r"[0-9]{17}", fullmatch=True), st.sampled_from("0123456789Xx"))
+def test_a_check_character_problem_exactly_when_it_differs(first17: str, last: str) -> None:
+    problems = id_number_problems("110105" + first17[6:] + last)
+    wrong = _check_character_by_the_definition("110105" + first17[6:]) != last.upper()
+    assert (PROBLEM_CHECK_CHARACTER in problems) == wrong

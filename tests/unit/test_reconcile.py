@@ -22,6 +22,7 @@ from certrecon.domain import (
     RosterStatus,
 )
 from certrecon.reconcile import RULE_VERSION, decide, normalise_name, same_name
+from certrecon.reconcile.names import _normalise_in_rounds
 
 ID = "11010519491231002X"
 REGION = "11"
@@ -369,3 +370,32 @@ def test_evidence_alone_re_derives_the_scope_decision(c: Certification, r: Roste
 def test_normalise_name_is_idempotent(name: str) -> None:
     once = normalise_name(name)
     assert normalise_name(once) == once
+
+
+# Names of CJK Unified Ideographs and middle dots skip the normalisation rounds: that is
+# only right if the rounds would return them unchanged.
+_SHORTCUT_ALPHABET = [chr(c) for c in range(0x4E00, 0xA000)] + ["\u00b7"]
+
+
+def test_every_code_point_of_the_shortcut_is_its_own_normal_form() -> None:
+    changed = [c for c in _SHORTCUT_ALPHABET if _normalise_in_rounds(c) != c]
+    assert changed == []
+
+
+@given(st.text(alphabet=st.sampled_from(_SHORTCUT_ALPHABET), min_size=1, max_size=12))
+def test_shortcut_names_are_their_own_normal_form(name: str) -> None:
+    assert _normalise_in_rounds(name) == name
+    assert normalise_name(name) == name
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            ["张", "阿", "·", "・", ".", " ", "\u3000", "\u200b", "Ａ", "a", "ß", "\u0308", "丽"]
+        ),
+        max_size=12,
+    )
+    | st.text(max_size=12)
+)
+def test_normalise_name_agrees_with_the_rounds_alone(name: str) -> None:
+    assert normalise_name(name) == _normalise_in_rounds(name)
