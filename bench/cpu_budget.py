@@ -296,6 +296,10 @@ class Sampler:
         return stacks
 
 
+_ALWAYS_SHOWN = frozenset({LOGGING})
+"""Shown even at zero: a stage one would otherwise wonder about."""
+
+
 def budget_table(
     title: str,
     by_stage: Counter[str],
@@ -313,9 +317,9 @@ def budget_table(
     lines = [title, f"{'stage':<{width}}{'µs/cert':>9}{'share':>8}"]
     for stage in ORDER:
         n = by_stage.get(stage, 0)
-        if not n:
+        if not n and stage not in _ALWAYS_SHOWN:
             continue
-        share = n / total
+        share = n / total if total else 0.0
         lines.append(f"{stage:<{width}}{per * share:>9.1f}{share:>8.0%}")
     lines.append(f"{'total (process CPU)':<{width}}{per:>9.1f}{1:>8.0%}")
     for name, seconds in extra:
