@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from certrecon.calendar import FIRST_YEAR, LAST_YEAR
 from certrecon.consumers import (
     DEFAULT_MAX_SKEW,
     Decoded,
@@ -300,6 +301,10 @@ T_SHAPE = (
 T_CHECK = "check character does not match (ISO 7064 MOD 11-2)"
 T_NAME = "subject.name: must be a string of 1–64 characters"
 T_TIME = "certified_at: must be an RFC 3339 timestamp with an explicit offset"
+T_OUTSIDE_CALENDAR = (
+    "certified_at: is outside the supported calendar range 2004-01-01..2099-12-31 "
+    "(China Standard Time)"
+)
 T_COUNTRY = "residence.country: must be an ISO 3166-1 alpha-2 code in upper case"
 
 VIOLATIONS = [
@@ -517,10 +522,16 @@ VIOLATIONS = [
         _fixed("certified_at: is more than 10 minutes after the time of receipt"),
     ),
     Violation(
-        "time_implausibly_early",
+        "time_before_the_calendar",
         "certified_at",
-        _set("certified_at", "1999-12-31T15:59:59Z"),
-        _fixed("certified_at: is before 2000-01-01, not a plausible certification time"),
+        _set("certified_at", "2003-12-31T15:59:59Z"),
+        _fixed(T_OUTSIDE_CALENDAR),
+    ),
+    Violation(
+        "time_2002_before_the_calendar",
+        "certified_at",
+        _set("certified_at", "2002-06-01T10:00:00+08:00"),
+        _fixed(T_OUTSIDE_CALENDAR),
     ),
     Violation(
         "time_missing", "certified_at", _drop("certified_at"), _fixed("certified_at: required")
@@ -733,6 +744,7 @@ def test_all_rules_fail_at_once() -> None:
     }
     result = invalid(run(message, Channel.CONSULAR))
     assert result.errors == (
+        "message: on_behalf.name: NUL character",
         T_SCHEMA,
         T_CID,
         "channel: essc does not match topic mohrss.certification.consular (channel consular)",
@@ -907,10 +919,99 @@ class TestAccepted:
         assert result.extra == {"trace": {"hops": [1, 2]}, "note": "补录"}
         assert json.loads(result.raw)["subject"]["gender"] == "F"
 
-    def test_duplicate_keys_take_the_last_value(self) -> None:
+
+# ------------------------------------------------------- what pydantic's parser lets through
+
+
+class TestMessageLevelProblems:
+    """Duplicate keys, non-finite numbers and NUL characters make a message invalid, wherever
+    they are: the stored raw bytes must mean exactly what was decided."""
+
+    def test_a_duplicate_key_is_invalid_not_last_wins(self) -> None:
         raw = json.dumps(base()).encode()
         raw = raw.replace(b'"method": "face"', b'"method": "assisted", "method": "face"')
-        assert valid(run(raw)).certification.method is Method.FACE
+        result = invalid(run(raw))
+        assert result.errors == ("message: duplicate key method",)
+        assert result.certification_id == "RZ20260913000123"
+
+    def test_a_duplicate_key_in_a_nested_object_or_an_extra_field(self) -> None:
+        raw = json.dumps(base()).encode()
+        raw = raw.replace(b'"name": ', b'"name": "x", "name": ', 1)
+        raw = raw.replace(b"{", b'{"trace": 1, "trace": 2, ', 1)
+        result = invalid(run(raw))
+        assert result.errors == (
+            "message: duplicate key trace",
+            "message: duplicate key subject.name",
+        )
+
+    def test_a_duplicated_value_is_not_used_for_the_answer(self) -> None:
+        # Which of two certification_ids would the answer name? Neither.
+        raw = json.dumps(base()).encode()
+        raw = raw.replace(
+            b'"certification_id": ', b'"certification_id": "OTHER1", "certification_id": '
+        )
+        result = invalid(run(raw))
+        assert result.certification_id is None
+
+    def test_a_key_that_is_not_a_field_name_is_not_echoed(self) -> None:
+        raw = json.dumps(base()).encode()
+        raw = raw.replace(b"{", b'{"11010519491231002X": 1, "11010519491231002X": 2, ', 1)
+        assert invalid(run(raw)).errors == ("message: duplicate key <key>",)
+
+    @pytest.mark.parametrize(
+        ("literal", "shown"),
+        [("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("1e400", "1e400")],
+    )
+    def test_a_non_finite_number_anywhere(self, literal: str, shown: str) -> None:
+        raw = json.dumps(base()).encode().replace(b"{", b'{"score": ' + literal.encode() + b", ", 1)
+        result = invalid(run(raw))
+        assert result.errors == (f"message: score: non-finite number {shown}",)
+
+    def test_a_non_finite_number_in_a_field(self) -> None:
+        raw = json.dumps(base()).encode().replace(b'"schema_version": 1', b'"schema_version": NaN')
+        assert invalid(run(raw)).errors == (
+            "message: schema_version: non-finite number NaN",
+            T_SCHEMA,
+        )
+
+    @pytest.mark.parametrize(
+        "where", ["note", "subject.alias", "certified_at", "subject.id_number"]
+    )
+    def test_a_nul_character_anywhere(self, where: str) -> None:
+        message = base()
+        target = message["subject"] if where.startswith("subject.") else message
+        leaf = where.rpartition(".")[2]
+        target[leaf] = str(target.get(leaf, "x")) + "\x00"
+        result = invalid(run(message))
+        assert f"message: {where}: NUL character" in result.errors
+        # Nothing with a NUL is kept for the answer or for text columns.
+        assert result.id_number_as_sent is None or "\x00" not in result.id_number_as_sent
+        assert result.certified_at_raw is None or "\x00" not in result.certified_at_raw
+
+    def test_a_nul_character_in_a_key(self) -> None:
+        message = base()
+        message["subject"]["a\x00b"] = 1
+        assert invalid(run(message)).errors == ("message: NUL character in a key under subject",)
+
+    def test_many_problems_are_counted_not_listed(self) -> None:
+        message = base()
+        for i in range(50):
+            message[f"x{i}"] = "\x00"
+        errors = invalid(run(message)).errors
+        assert len(errors) == 8
+        assert errors[-1] == "message: 43 more such problems"
+
+    def test_control_characters_are_not_echoed_from_an_invalid_message(self) -> None:
+        message = base()
+        message["subject"]["id_number"] = "\x1b]0;x\x07"
+        message["certified_at"] = "\u202e2026"
+        result = invalid(run(message))
+        assert result.id_number_as_sent is None
+        assert result.certified_at_raw is None
+
+    def test_a_huge_integer_is_refused(self) -> None:
+        raw = json.dumps(base()).encode().replace(b"{", b'{"n": ' + b"9" * 5000 + b", ", 1)
+        assert invalid(run(raw)).errors == (MESSAGE_NOT_JSON,)
 
 
 # ----------------------------------------------------------------------------- partial info
@@ -1030,14 +1131,17 @@ _NAMES = st.text(
     min_size=1,
     max_size=64,
 ).filter(lambda s: bool(s.strip()))
+# A valid message has no NUL character anywhere (keys included); mutations add them.
+_NUL_FREE = st.characters(codec="utf-8", exclude_characters="\x00")
 _JSON = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(2**63), 2**63)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
+    | st.text(_NUL_FREE, max_size=20),
     lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(_NUL_FREE, max_size=8), inner, max_size=3)
     ),
     max_leaves=8,
 )
@@ -1058,7 +1162,7 @@ _KNOWN = {
 @st.composite
 def timestamps(draw: st.DrawFn) -> tuple[str, dt.datetime]:
     latest = (RECEIVED + DEFAULT_MAX_SKEW).replace(tzinfo=None)
-    moment = draw(st.datetimes(dt.datetime(2000, 1, 2), latest)).replace(microsecond=0)  # noqa: DTZ001
+    moment = draw(st.datetimes(dt.datetime(FIRST_YEAR, 1, 2), latest)).replace(microsecond=0)  # noqa: DTZ001
     fraction = draw(st.one_of(st.just(""), st.from_regex(r"[0-9]{1,9}", fullmatch=True)))
     micros = int(fraction[:6].ljust(6, "0")) if fraction else 0
     instant = moment.replace(tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
@@ -1123,11 +1227,13 @@ def valid_messages(
         country = draw(country_codes)
         message["residence"] = {"country": country}
         if draw(st.booleans()):
-            message["residence"]["region_code"] = draw(st.text(max_size=10))
+            message["residence"]["region_code"] = draw(st.text(_NUL_FREE, max_size=10))
     elif draw(st.booleans()):
         message["residence"] = None
     extra = draw(
-        st.dictionaries(st.text(max_size=12).filter(lambda k: k not in _KNOWN), _JSON, max_size=3)
+        st.dictionaries(
+            st.text(_NUL_FREE, max_size=12).filter(lambda k: k not in _KNOWN), _JSON, max_size=3
+        )
     )
     message.update(extra)
     expected = Certification(
@@ -1154,7 +1260,7 @@ def check_invariants(result: Decoded) -> None:
         cert = result.certification
         assert cert.certified_at.utcoffset() is not None
         assert cert.certified_at >= EARLIEST_CERTIFIED_AT
-        assert cert.local_date.year >= 2000
+        assert FIRST_YEAR <= cert.local_date.year <= LAST_YEAR
         assert id_number_problems(cert.id_number, cert.id_type) == []
         return
     assert result.errors
@@ -1166,7 +1272,7 @@ def check_invariants(result: Decoded) -> None:
         assert CERTIFICATION_ID.fullmatch(result.certification_id)
     if result.certified_at is not None:
         assert result.certified_at.utcoffset() is not None
-        assert result.certified_at.astimezone(CST).year >= 2000
+        assert FIRST_YEAR <= result.certified_at.astimezone(CST).year <= LAST_YEAR
     if result.id_number is not None:
         assert id_number_problems(result.id_number) == []
     for text in (result.id_number_as_sent, result.certified_at_raw):

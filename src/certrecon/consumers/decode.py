@@ -3,17 +3,23 @@
 ``decode`` never raises for any message content: undecodable bytes, wrong JSON, wrong types
 and broken rules all come back as ``Invalid`` with every failed rule listed. It raises only
 for caller mistakes (a naive ``received_at``, a negative ``max_skew``).
+
+Before the models see a message, a second parse (the standard library's, with hooks) finds
+what pydantic's parser lets through silently: a key given twice (pydantic keeps the last
+value while the stored raw bytes hold both), ``NaN``/``Infinity`` or a number too large for
+a float, and NUL characters (PostgreSQL text refuses them). Each makes the message invalid.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import re
 from types import MappingProxyType
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import from_json
 
 from certrecon.consumers.models import (
     CERTIFICATION_ID_PATTERN,
@@ -30,6 +36,7 @@ from certrecon.consumers.models import (
     Invalid,
     Valid,
     certified_at_problems,
+    echo_text,
     parse_rfc3339,
 )
 from certrecon.domain import CST, Channel
@@ -48,8 +55,9 @@ DEFAULT_MAX_SKEW = dt.timedelta(minutes=10)
 """How far ``certified_at`` may lie ahead of the receiving clock (contract: 10 minutes)."""
 
 _CERTIFICATION_ID = re.compile(CERTIFICATION_ID_PATTERN)
-# Longer strings are not echoed into results: they are junk, and results should stay small.
-_MAX_ECHO = 64
+_MAX_SCAN_PROBLEMS = 8
+"""Message-level problems listed one by one; more are counted in one last line."""
+_PATH_PART = re.compile(r"[a-z_]{1,32}")
 
 
 def decode(
@@ -59,11 +67,14 @@ def decode(
     channel: Channel,
     received_at: dt.datetime,
     max_skew: dt.timedelta = DEFAULT_MAX_SKEW,
+    supported: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> Decoded:
     """Decode and validate one message value that arrived on ``topic`` (of ``channel``).
 
     ``received_at`` is the receiving clock (timezone-aware); ``certified_at`` may not be
-    more than ``max_skew`` ahead of it.
+    more than ``max_skew`` ahead of it. ``supported`` is the span of instants the
+    working-day calendar covers (default: the shipped calendar's); ``certified_at`` must
+    lie inside it.
     """
     if received_at.utcoffset() is None:
         raise ValueError("received_at must be timezone-aware")
@@ -72,10 +83,19 @@ def decode(
     if value is None:
         return Invalid(channel=channel, errors=(MESSAGE_TOMBSTONE,), raw=None)
     context = DecodeContext(topic, channel, received_at, max_skew)
+    if supported is not None:
+        context = context._replace(supported=supported)
+    scan = _Scan.of(value)
     try:
         wire = CertificationWire.model_validate_json(value, context=context)
     except ValidationError as exc:
-        return _invalid(value, exc, context)
+        return _invalid(value, exc, context, scan)
+    if scan.document is None:
+        # pydantic's parser accepted what the standard one refuses (e.g. an integer of
+        # thousands of digits): stricter is safer.
+        return Invalid(channel=channel, errors=(MESSAGE_NOT_JSON,), raw=value)
+    if scan.problems:
+        return _partial(scan.document, tuple(scan.problems), value, context)
     extra = wire.__pydantic_extra__
     return Valid(
         certification=wire.to_certification(),
@@ -91,43 +111,132 @@ def usable_certification_id(value: object) -> str | None:
     return None
 
 
-def _invalid(value: bytes, exc: ValidationError, context: DecodeContext) -> Invalid:
+class _Ambiguous:
+    """Stands for the value of a key given more than once: no value of it is usable."""
+
+
+_AMBIGUOUS = _Ambiguous()
+
+
+class _Scan:
+    """The standard library's reading of a message, and what it found wrong."""
+
+    __slots__ = ("document", "problems")
+
+    def __init__(self) -> None:
+        self.document: dict[str, Any] | None = None
+        """The parsed object (a key given twice maps to ``_AMBIGUOUS``), or ``None`` when
+        the bytes are not a UTF-8 JSON object this parser accepts."""
+        self.problems: list[str] = []
+
+    @classmethod
+    def of(cls, value: bytes) -> _Scan:
+        scan = cls()
+        try:
+            text = value.decode("utf-8")
+            # Lists of pairs first: duplicates and paths are judged in one walk below.
+            parsed = json.loads(
+                text, object_pairs_hook=_Pairs, parse_constant=_NonFinite, parse_float=_number
+            )
+        except (ValueError, RecursionError):
+            return scan
+        found: list[str] = []
+        document = _walk(parsed, "", found)
+        if isinstance(document, dict):
+            scan.document = document
+        if len(found) > _MAX_SCAN_PROBLEMS:
+            more = len(found) - _MAX_SCAN_PROBLEMS + 1
+            found = [*found[: _MAX_SCAN_PROBLEMS - 1], f"message: {more} more such problems"]
+        scan.problems = found
+        return scan
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as parsed: its (key, value) pairs in order, duplicates kept."""
+
+
+class _NonFinite(str):
+    """``NaN``, ``Infinity`` or ``-Infinity`` as written in the message."""
+
+
+def _number(text: str) -> float | _NonFinite:
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(text)
+
+
+def _walk(node: Any, path: str, found: list[str]) -> Any:
+    """Plain Python values for ``node``, noting every problem under ``path``.
+
+    Iterative over the nesting would be more robust still, but the standard parser itself
+    refuses nesting deep enough to exhaust the stack (RecursionError above).
+    """
+    if isinstance(node, _Pairs):
+        out: dict[str, Any] = {}
+        for key, value in node:
+            where = _join(path, key)
+            if "\x00" in key:
+                found.append(f"message: NUL character in a key under {path or 'the top level'}")
+            if key in out:
+                found.append(f"message: duplicate key {where}")
+                out[key] = _AMBIGUOUS
+                _walk(value, where, found)
+            else:
+                out[key] = _walk(value, where, found)
+        return out
+    if isinstance(node, list):
+        return [_walk(item, f"{path}[{i}]", found) for i, item in enumerate(node)]
+    if isinstance(node, _NonFinite):
+        found.append(f"message: {_at(path)}non-finite number {str(node)[:16]}")
+        return None
+    if isinstance(node, str) and "\x00" in node:
+        found.append(f"message: {_at(path)}NUL character")
+        return None
+    return node
+
+
+def _join(path: str, key: str) -> str:
+    # Keys are echoed only when they look like field names (lower-case words): a key may
+    # carry personal data, and no ID number is made of lower-case letters alone.
+    part = key if _PATH_PART.fullmatch(key) else "<key>"
+    return f"{path}.{part}" if path else part
+
+
+def _at(path: str) -> str:
+    return f"{path}: " if path else ""
+
+
+def _invalid(value: bytes, exc: ValidationError, context: DecodeContext, scan: _Scan) -> Invalid:
     errors = _error_texts(exc)
     if errors[0] in (MESSAGE_NOT_JSON, MESSAGE_NOT_OBJECT):
         if errors[0] == MESSAGE_NOT_JSON and not _is_utf8(value):
             errors = [MESSAGE_NOT_UTF8]
         return Invalid(channel=context.channel, errors=tuple(errors), raw=value)
-    try:
-        document = from_json(value)
-    except ValueError:  # pragma: no cover - validate_json accepted the same bytes
-        document = None
-    if not isinstance(document, dict):  # pragma: no cover - as above
-        return Invalid(channel=context.channel, errors=tuple(errors), raw=value)
-    return _partial(document, tuple(errors), value, context)
+    if scan.document is None:
+        return Invalid(channel=context.channel, errors=(MESSAGE_NOT_JSON,), raw=value)
+    problems = [p for p in scan.problems if p not in errors]
+    return _partial(scan.document, (*problems, *errors), value, context)
 
 
 def _partial(
     document: dict[str, Any], errors: tuple[str, ...], value: bytes, context: DecodeContext
 ) -> Invalid:
-    id_number = id_number_as_sent = None
+    id_number = None
     subject = document.get("subject")
     number = subject.get("id_number") if isinstance(subject, dict) else None
+    id_number_as_sent = echo_text(number)
     if isinstance(number, str):
-        if len(number) <= _MAX_ECHO:
-            id_number_as_sent = number
         today = context.received_at.astimezone(CST).date()
         if not id_number_problems(number, today=today):
             id_number = normalise_id_number(number)
-    certified_at = certified_at_raw = None
+    certified_at = None
     raw_time = document.get("certified_at")
+    certified_at_raw = echo_text(raw_time)
     if isinstance(raw_time, str):
         parsed = parse_rfc3339(raw_time)
         # Only a time within the rules: a year-1 or year-9999 value would overflow later
-        # conversions to China Standard Time.
+        # conversions to China Standard Time, and no deadline exists outside the calendar.
         if parsed is not None and not certified_at_problems(parsed, context):
             certified_at = parsed
-        if len(raw_time) <= _MAX_ECHO:
-            certified_at_raw = raw_time
     return Invalid(
         channel=context.channel,
         errors=errors,

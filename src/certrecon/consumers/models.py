@@ -14,9 +14,10 @@ Decisions (the contract leaves them open):
   separators and invisible format characters (bidi controls, zero-width characters): the
   same rule as the roster import (:func:`certrecon.text.name_problem`).
 * ``certified_at``: ``T``/``Z`` may be lower case (RFC 3339 §5.6), fractions of up to 9
-  digits are accepted (truncated to microseconds), leap second 60 is rejected. Times
-  before 2000-01-01 China Standard Time are rejected as implausible; this also keeps
-  every date computation downstream clear of ``datetime`` overflow.
+  digits are accepted (truncated to microseconds), leap second 60 is rejected. A time
+  whose date in China Standard Time lies outside the working-day calendar (2004–2099 as
+  shipped) is rejected: no deadline could be computed for it. This also keeps every date
+  computation downstream clear of ``datetime`` overflow.
 * ``residence.country`` is checked against the shape ``^[A-Z]{2}$`` of the normative
   schema, not against the list of assigned ISO 3166-1 codes.
 * Error texts never contain names or ID numbers.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -45,6 +47,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from certrecon.calendar.model import FIRST_YEAR, LAST_YEAR
 from certrecon.domain import CST, Certification, Channel, FaceMatch, IdType, Method, Person
 from certrecon.ids import id_number_problems, normalise_id_number
 from certrecon.text import NAME_CONTROL, name_problem
@@ -52,6 +55,7 @@ from certrecon.text import NAME_CONTROL, name_problem
 __all__ = [
     "CERTIFICATION_ID_PATTERN",
     "EARLIEST_CERTIFIED_AT",
+    "LATEST_CERTIFIED_AT",
     "MESSAGE_NOT_JSON",
     "MESSAGE_NOT_OBJECT",
     "MESSAGE_NOT_UTF8",
@@ -66,12 +70,15 @@ __all__ = [
     "Timestamp",
     "Valid",
     "certified_at_problems",
+    "echo_text",
     "parse_rfc3339",
 ]
 
 CERTIFICATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-EARLIEST_CERTIFIED_AT = dt.datetime(2000, 1, 1, tzinfo=CST)
-"""Certification times before this are rejected as implausible."""
+EARLIEST_CERTIFIED_AT = dt.datetime(FIRST_YEAR, 1, 1, tzinfo=CST)
+"""The first instant of the shipped calendar: earlier certification times are rejected."""
+LATEST_CERTIFIED_AT = dt.datetime(LAST_YEAR + 1, 1, 1, tzinfo=CST)
+"""The end (exclusive) of the shipped calendar: later certification times are rejected."""
 
 MESSAGE_TOMBSTONE = "message: no value (tombstone)"
 MESSAGE_NOT_UTF8 = "message: not valid UTF-8"
@@ -83,7 +90,6 @@ ERROR_TYPE = "certrecon"
 
 TEXT_REQUIRED = "required"
 TEXT_CERTIFIED_AT_FORMAT = "must be an RFC 3339 timestamp with an explicit offset"
-TEXT_CERTIFIED_AT_EARLY = "is before 2000-01-01, not a plausible certification time"
 TEXT_NAME_BLANK = "must not be blank"
 TEXT_NAME_CONTROL = "must not contain control characters"
 TEXT_NAME_INVISIBLE = (
@@ -130,6 +136,8 @@ class DecodeContext(NamedTuple):
     channel: Channel
     received_at: dt.datetime
     max_skew: dt.timedelta
+    supported: tuple[dt.datetime, dt.datetime] = (EARLIEST_CERTIFIED_AT, LATEST_CERTIFIED_AT)
+    """The instants (start inclusive, end exclusive) the working-day calendar covers."""
 
 
 class Timestamp(NamedTuple):
@@ -194,13 +202,35 @@ def _parse_certified_at(value: object, info: ValidationInfo) -> Timestamp:
 
 
 def certified_at_problems(parsed: dt.datetime, ctx: DecodeContext) -> list[str]:
-    """The range rules of a parsed ``certified_at``: not implausibly early, not in the future."""
+    """The range rules of a parsed ``certified_at``: inside the calendar, not in the future."""
     problems = []
-    if parsed < EARLIEST_CERTIFIED_AT:
-        problems.append(TEXT_CERTIFIED_AT_EARLY)
+    start, end = ctx.supported
+    if not start <= parsed < end:
+        last = (end.astimezone(CST) - dt.timedelta(days=1)).date()
+        problems.append(
+            f"is outside the supported calendar range {start.astimezone(CST).date()}.."
+            f"{last} (China Standard Time)"
+        )
     if parsed - ctx.received_at > ctx.max_skew:
         problems.append(f"is more than {_describe(ctx.max_skew)} after the time of receipt")
     return problems
+
+
+_NOT_ECHOED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Unicode categories never copied out of an invalid message: controls (NUL included,
+which PostgreSQL text refuses), format characters (bidi overrides, zero-width), surrogates,
+private-use and unassigned code points, line and paragraph separators."""
+
+
+def echo_text(value: object, limit: int = 64) -> str | None:
+    """``value`` when it may be copied from an invalid message into a result or a column:
+    a string of at most ``limit`` characters, none of them in ``_NOT_ECHOED``; else
+    ``None``."""
+    if not isinstance(value, str) or len(value) > limit:
+        return None
+    if any(unicodedata.category(c) in _NOT_ECHOED for c in value):
+        return None
+    return value
 
 
 def _describe(span: dt.timedelta) -> str:
