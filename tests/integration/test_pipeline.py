@@ -90,7 +90,8 @@ def test_a_huge_dead_letter_is_cut_and_says_so() -> None:
     import hashlib
     import json
 
-    from certrecon.worker.pipeline import MAX_DEAD_LETTER_VALUE, DeadLetter
+    from certrecon.consumers.dead_letter import MAX_VALUE_BYTES as MAX_DEAD_LETTER_VALUE
+    from certrecon.worker.pipeline import DeadLetter
 
     value = b"x" * (MAX_DEAD_LETTER_VALUE * 3)
     record = Inbound("t", 1, 7, 0, None, value)

@@ -124,6 +124,27 @@ def _failed(exc: Exception, dsn: str) -> Exception:
     return exc
 
 
+REFUSED_DATA_CLASSES = frozenset({"22", "23", "54"})
+"""SQLSTATE classes in which PostgreSQL refuses the data itself: data exceptions (22: a
+NUL byte, a value out of range; asyncpg reports a parameter it cannot encode as 22000
+too), integrity constraint violations (23) and program limits (54: e.g. an index row too
+large). Trying the same rows again cannot help; leaving out the offending one can."""
+
+
+def refused_data_state(exc: BaseException) -> str | None:
+    """The SQLSTATE when ``exc`` is PostgreSQL (or asyncpg) refusing the data, else None.
+
+    A lost connection is never such a refusal, even when a data error is in its history.
+    """
+    if is_retriable_db_error(exc):
+        return None
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(exc.sqlstate or "")
+        if state[:2] in REFUSED_DATA_CLASSES:
+            return state
+    return None
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await conn.execute("SET TIME ZONE 'UTC'")

@@ -1,4 +1,5 @@
-"""Result revisions and the outbox rows that carry them to the ministry system."""
+"""Result revisions and the outbox rows that carry them to the ministry system; outbox
+messages the broker refused for good."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class NewResult:
     note: str | None = None
 
     def message(self) -> ResultMessage:
+        """The result message; raises ``ValueError`` for a field that breaks the schema."""
         return ResultMessage.build(
             certification_id=self.certification_id,
             revision=self.revision,
@@ -68,6 +70,29 @@ class NewResult:
             decided_at=self.decided_at,
             decided_by=self.decided_by,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedResult:
+    """A result revision with its message encoded: what is stored and published."""
+
+    result: NewResult
+    message: ResultMessage
+    payload: bytes
+
+
+def prepare_result(result: NewResult) -> PreparedResult:
+    """Encode ``result``; raises ``ValueError`` when it cannot be published as it is.
+
+    Pure, so the worker encodes before it writes: a result that cannot be encoded fails
+    its own record, not the batch's transaction.
+    """
+    message = result.message()
+    payload = message.to_bytes()
+    # PostgreSQL's jsonb refuses \u0000, and the payload is stored as jsonb.
+    if b"\\u0000" in payload:
+        raise ValueError("the result message contains a NUL character")
+    return PreparedResult(result, message, payload)
 
 
 async def enqueue(conn: Conn, messages: Sequence[OutboxMessage]) -> None:
@@ -85,7 +110,7 @@ async def enqueue(conn: Conn, messages: Sequence[OutboxMessage]) -> None:
 
 
 async def record_results(
-    conn: Conn, results: Sequence[NewResult], *, topic: str
+    conn: Conn, results: Sequence[NewResult | PreparedResult], *, topic: str
 ) -> list[ResultMessage]:
     """Store result revisions and enqueue their messages, in the caller's transaction.
 
@@ -94,8 +119,16 @@ async def record_results(
     """
     if not results:
         return []
-    messages = [r.message() for r in results]
-    payloads = [m.to_bytes() for m in messages]
+    prepared = [r if isinstance(r, PreparedResult) else prepare_result(r) for r in results]
+    return await _record_prepared(conn, prepared, topic=topic)
+
+
+async def _record_prepared(
+    conn: Conn, prepared: Sequence[PreparedResult], *, topic: str
+) -> list[ResultMessage]:
+    results = [p.result for p in prepared]
+    messages = [p.message for p in prepared]
+    payloads = [p.payload for p in prepared]
     columns: list[list[Any]] = [
         [r.certification_id for r in results],
         [r.revision for r in results],
@@ -116,3 +149,37 @@ async def record_results(
         ],
     )
     return messages
+
+
+_INSERT_FAILURES = """
+INSERT INTO outbox_failure (message_id, reason, failed_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+ON CONFLICT (message_id) DO NOTHING
+"""
+
+MAX_FAILURE_REASON = 500
+"""Characters of a refusal reason kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxFailure:
+    """An outbox message the broker refused for good; the relay does not offer it again."""
+
+    message_id: str
+    kind: str
+    topic: str
+    reason: str
+
+
+async def record_outbox_failures(
+    conn: Conn, failures: Sequence[OutboxFailure], *, at: dt.datetime
+) -> None:
+    """Record refused messages, in the caller's transaction (a fact added, nothing changed)."""
+    if not failures:
+        return
+    await conn.execute(
+        _INSERT_FAILURES,
+        [f.message_id for f in failures],
+        [f.reason[:MAX_FAILURE_REASON] or "refused" for f in failures],
+        [at] * len(failures),
+    )

@@ -1,11 +1,27 @@
-"""One batch from ``getmany`` → one PostgreSQL transaction.
+"""One batch from ``getmany`` → one PostgreSQL transaction; one record → one outcome.
 
-``prepare_batch`` decodes, validates and decides, reading only the roster.
+The per-record path is pure: :func:`process_record` takes a record, the configuration, the
+calendar, the roster entries looked up for the batch and the receiving instant, and returns
+exactly one of
+
+* :class:`Answered`: a certification with a decision and its result (to publish),
+* :class:`ForReview`: a certification with a decision that waits for staff,
+* :class:`Rejected`: a dead letter, with an ``invalid_record`` answer when the record has
+  a usable certification_id and a due date can be computed.
+
+Whatever goes wrong while one record is decoded, validated, timed, decided or encoded is a
+deterministic failure of that record: it becomes the record's dead letter, naming the stage
+and the exception type, and the stream goes on. A bug in a rule must not become an outage.
+(The worker splits the path in two, :func:`start_record` and :func:`finish_record`, so that
+the roster is read once per batch for the ID numbers the first half found.)
+
 ``commit_batch`` then writes, in one transaction: the certifications (a certification_id
 already stored is ignored), the decisions, the result and dead-letter rows of the outbox,
 the review queue rows and the next offset of every topic-partition in the batch. Either
 all of a batch's effects exist or none do, so a crash at any point replays the batch with
-the same outcome.
+the same outcome. When PostgreSQL refuses a batch's data (a data exception or a violated
+constraint), :func:`commit_bisecting` commits the halves separately, in fetch order, until
+the records refused alone are found; each of those is dead-lettered with the SQLSTATE.
 """
 
 from __future__ import annotations
@@ -13,17 +29,30 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from certrecon.calendar import Deadline, WorkingCalendar, compute_deadline
-from certrecon.consumers.dead_letter import dead_letter_id, dead_letter_payload
-from certrecon.consumers.decode import Invalid, Valid, decode
-from certrecon.domain import Certification, Channel, Cycle, Decision, Outcome
+from certrecon.consumers.dead_letter import (
+    MAX_KEY_BYTES,
+    dead_letter_id,
+    dead_letter_message,
+)
+from certrecon.consumers.decode import Invalid, Valid, decode, usable_certification_id
+from certrecon.domain import CST, Certification, Channel, Cycle, Decision, Outcome, RosterRecord
 from certrecon.reconcile import RULE_VERSION, decide
-from certrecon.store.db import Conn
-from certrecon.store.results import NewResult, OutboxMessage, enqueue, record_results
+from certrecon.results import DECIDED_BY_RULES
+from certrecon.store.db import Conn, refused_data_state
+from certrecon.store.results import (
+    NewResult,
+    OutboxMessage,
+    PreparedResult,
+    enqueue,
+    prepare_result,
+    record_results,
+)
 from certrecon.store.roster import fetch_roster
 
 
@@ -41,6 +70,438 @@ class Inbound:
     """The consumer's positioning epoch when the record was fetched (see the worker)."""
 
 
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    topic_channels: Mapping[str, Channel]
+    region_prefix: str
+    result_topic: str
+    dead_letter_topic: str
+    group_id: str
+    working_days: int
+    max_skew: dt.timedelta
+
+
+# ------------------------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class CertificationRow:
+    """What the ledger stores of one inbound record that carried a usable certification_id."""
+
+    record: Inbound
+    certification_id: str
+    channel: Channel
+    id_number: str | None
+    valid: bool
+    certified_at: dt.datetime | None
+    certified_at_raw: str | None
+    due: Deadline
+    sha: bytes
+    received_at: dt.datetime
+    """The broker's timestamp of the record, or the receiving clock when it has none usable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A certification answered at once: by the rules, or ``invalid_record``."""
+
+    row: CertificationRow
+    decision: Decision
+    evidence: str
+    """The decision's evidence as JSON text, as stored."""
+    result: PreparedResult
+
+    @property
+    def record(self) -> Inbound:
+        return self.row.record
+
+
+@dataclass(frozen=True, slots=True)
+class ForReview:
+    """A certification that waits for a staff decision (逐人核实)."""
+
+    row: CertificationRow
+    decision: Decision
+    evidence: str
+
+    @property
+    def record(self) -> Inbound:
+        return self.row.record
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An inbound record that could not be decoded, validated, processed or stored."""
+
+    record: Inbound
+    errors: tuple[str, ...]
+    certification_id: str | None = None
+
+    def message(self, config: PipelineConfig) -> OutboxMessage:
+        r = self.record
+        key, payload = dead_letter_message(
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+            timestamp_ms=r.timestamp_ms,
+            key=r.key,
+            value=r.value,
+            errors=self.errors,
+            certification_id=self.certification_id,
+        )
+        return OutboxMessage(
+            dead_letter_id(r.topic, r.partition, r.offset),
+            "dead_letter",
+            config.dead_letter_topic,
+            key,
+            payload,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that ends as a dead letter, and its ``invalid_record`` answer if it has one."""
+
+    letter: DeadLetter
+    message: OutboxMessage
+    answered: Answered | None = None
+
+    @property
+    def record(self) -> Inbound:
+        return self.letter.record
+
+
+RecordOutcome = Answered | ForReview | Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A valid certification with its deadline, waiting for its roster entry."""
+
+    row: CertificationRow
+    certification: Certification
+    decided_at: dt.datetime
+    """The receiving clock of its batch, which is also the decision time."""
+
+    @property
+    def record(self) -> Inbound:
+        return self.row.record
+
+
+# ------------------------------------------------------------------------- the pure path
+
+
+def process_record(
+    record: Inbound,
+    *,
+    config: PipelineConfig,
+    calendar: WorkingCalendar,
+    roster: Mapping[str, RosterRecord],
+    received_at: dt.datetime,
+) -> RecordOutcome:
+    """The whole per-record path: decode → validate → deadline → rules → result encoding.
+
+    ``roster`` maps normalised ID numbers to their roster entries (absent: not on the
+    roster); ``received_at`` is the receiving clock, also the decision time. Never raises
+    for anything the record contains.
+    """
+    started = start_record(record, config=config, calendar=calendar, received_at=received_at)
+    if isinstance(started, Pending):
+        entry = roster.get(started.certification.id_number)
+        return finish_record(started, entry, config=config, calendar=calendar)
+    return started
+
+
+def start_record(
+    record: Inbound,
+    *,
+    config: PipelineConfig,
+    calendar: WorkingCalendar,
+    received_at: dt.datetime,
+) -> Pending | Rejected:
+    """Decode, validate and time one record: what can be done before the roster is read."""
+    stage = "decoding"
+    known: Certification | None = None
+    try:
+        channel = config.topic_channels[record.topic]
+        decoded = decode(
+            record.value,
+            topic=record.topic,
+            channel=channel,
+            received_at=received_at,
+            max_skew=config.max_skew,
+            supported=_supported(calendar),
+        )
+        if isinstance(decoded, Invalid):
+            stage = "validation"
+            return _invalid(record, decoded, channel, _Env(config, calendar, received_at))
+        assert isinstance(decoded, Valid)
+        stage = "deadline"
+        known = decoded.certification
+        deadline = compute_deadline(known.certified_at, calendar, config.working_days)
+        row = _row(record, known, channel, deadline, received_at)
+        return Pending(row, known, received_at)
+    except Exception as exc:
+        return _failed(record, stage, exc, _Env(config, calendar, received_at), known)
+
+
+def finish_record(
+    pending: Pending,
+    roster_entry: RosterRecord | None,
+    *,
+    config: PipelineConfig,
+    calendar: WorkingCalendar,
+) -> RecordOutcome:
+    """Decide one valid certification against its roster entry and encode the outcome."""
+    stage = "rules"
+    row, cert = pending.row, pending.certification
+    try:
+        decision = decide(cert, roster_entry, Cycle.of(cert), region_prefix=config.region_prefix)
+        stage = "encoding"
+        evidence = _evidence(decision)
+        if decision.outcome is None:
+            return ForReview(row, decision, evidence)
+        return Answered(row, decision, evidence, _result(row, decision, pending.decided_at, config))
+    except Exception as exc:
+        env = _Env(config, calendar, pending.decided_at)
+        return _failed(row.record, stage, exc, env, cert)
+
+
+@dataclass(frozen=True, slots=True)
+class _Env:
+    """What every record of a batch is processed with."""
+
+    config: PipelineConfig
+    calendar: WorkingCalendar
+    received_at: dt.datetime
+
+    def deadline_from(self, *bases: dt.datetime | None) -> Deadline | None:
+        """The deadline from the first basis the calendar can answer for, if any."""
+        for basis in bases:
+            if basis is None:
+                continue
+            try:
+                return compute_deadline(basis, self.calendar, self.config.working_days)
+            except Exception:  # noqa: S112 - any failure means "try the next basis"
+                continue
+        return None
+
+
+def _supported(calendar: WorkingCalendar) -> tuple[dt.datetime, dt.datetime]:
+    return (
+        dt.datetime(calendar.first_year, 1, 1, tzinfo=CST),
+        dt.datetime(calendar.last_year + 1, 1, 1, tzinfo=CST),
+    )
+
+
+def _row(
+    record: Inbound,
+    cert: Certification,
+    channel: Channel,
+    due: Deadline,
+    received_at: dt.datetime,
+) -> CertificationRow:
+    return CertificationRow(
+        record=record,
+        certification_id=cert.certification_id,
+        channel=channel,
+        id_number=cert.id_number,
+        valid=True,
+        certified_at=cert.certified_at,
+        certified_at_raw=cert.certified_at_raw,
+        due=due,
+        sha=_sha(record),
+        received_at=_receipt(record, received_at),
+    )
+
+
+def _sha(record: Inbound) -> bytes:
+    return hashlib.sha256(record.value or b"").digest()
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def record_time(record: Inbound) -> dt.datetime | None:
+    """The broker's timestamp of ``record``, or None when it has none a datetime can hold
+    (Kafka's -1 means none; a producer may send anything up to 2**63-1)."""
+    if record.timestamp_ms < 0:
+        return None
+    try:
+        return _EPOCH + dt.timedelta(milliseconds=record.timestamp_ms)
+    except OverflowError:
+        return None
+
+
+def _receipt(record: Inbound, received_at: dt.datetime) -> dt.datetime:
+    return record_time(record) or received_at
+
+
+def _invalid(record: Inbound, decoded: Invalid, channel: Channel, env: _Env) -> Rejected:
+    config, received_at = env.config, env.received_at
+    letter = DeadLetter(record, decoded.errors, decoded.certification_id)
+    if decoded.certification_id is None:
+        return Rejected(letter, letter.message(config))
+    # The deadline runs from the certification time when that part was usable, else from
+    # when the broker received the record (stable across a replay), else from the
+    # receiving clock.
+    due = env.deadline_from(decoded.certified_at, record_time(record), received_at)
+    answered = None
+    if due is not None:
+        row = CertificationRow(
+            record=record,
+            certification_id=decoded.certification_id,
+            channel=channel,
+            id_number=decoded.id_number or decoded.id_number_as_sent,
+            valid=False,
+            certified_at=decoded.certified_at,
+            certified_at_raw=decoded.certified_at_raw,
+            due=due,
+            sha=_sha(record),
+            received_at=_receipt(record, received_at),
+        )
+        decision = Decision(
+            outcome=Outcome.INVALID_RECORD,
+            reason=decoded.reason,
+            rule="validation",
+            rule_version=RULE_VERSION,
+        )
+        answered = Answered(
+            row, decision, _evidence(decision), _result(row, decision, received_at, config)
+        )
+    return Rejected(letter, letter.message(config), answered)
+
+
+def _failed(
+    record: Inbound, stage: str, exc: Exception, env: _Env, cert: Certification | None
+) -> Rejected:
+    """The dead letter of a record whose processing raised, and its ``invalid_record``
+    answer when the certification is known and a deadline can be computed."""
+    config = env.config
+    error = f"{stage}: processing failed ({_describe(exc)})"
+    certification_id = cert.certification_id if cert is not None else None
+    letter = DeadLetter(record, (error,), certification_id)
+    try:
+        message = letter.message(config)
+    except Exception as again:
+        # Only a bug in the dead letter itself gets here: keep the source position.
+        letter = DeadLetter(
+            Inbound(record.topic, record.partition, record.offset, -1, None, None, record.epoch),
+            (error, f"dead letter: could not be encoded ({type(again).__name__})"),
+        )
+        return Rejected(letter, letter.message(config))
+    if cert is None:
+        return Rejected(letter, message)
+    try:
+        answered = _failed_answer(record, cert, error, env)
+    except Exception:
+        answered = None  # the dead letter alone says what happened
+    return Rejected(letter, message, answered)
+
+
+def _failed_answer(record: Inbound, cert: Certification, error: str, env: _Env) -> Answered | None:
+    config, received_at = env.config, env.received_at
+    due = env.deadline_from(cert.certified_at, record_time(record), received_at)
+    if due is None:
+        return None
+    row = _row(record, cert, config.topic_channels[record.topic], due, received_at)
+    decision = Decision(
+        outcome=Outcome.INVALID_RECORD,
+        reason=f"the certification could not be processed: {error}",
+        rule="processing_failed",
+        rule_version=RULE_VERSION,
+    )
+    return Answered(row, decision, _evidence(decision), _result(row, decision, received_at, config))
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception type and where it was raised (file and line), never its message: a
+    message may quote the record, and dead letters and logs carry no personal data."""
+    name = type(exc).__name__
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return name
+    code = tb.tb_frame.f_code
+    return f"{name} in {code.co_name} at {os.path.basename(code.co_filename)}:{tb.tb_lineno}"
+
+
+def _evidence(decision: Decision) -> str:
+    return json.dumps(dict(decision.evidence), ensure_ascii=False, default=str)
+
+
+def _result(
+    row: CertificationRow, decision: Decision, decided_at: dt.datetime, config: PipelineConfig
+) -> PreparedResult:
+    assert decision.outcome is not None
+    return prepare_result(
+        NewResult(
+            certification_id=row.certification_id,
+            revision=1,
+            channel=row.channel,
+            id_number=row.id_number or "",
+            outcome=decision.outcome,
+            reason=decision.reason,
+            certified_at_raw=row.certified_at_raw or "",
+            due_date=row.due.due_date,
+            decided_at=decided_at,
+            decided_by=DECIDED_BY_RULES,
+            key=_result_key(row),
+        )
+    )
+
+
+def _result_key(row: CertificationRow) -> bytes | None:
+    """Results are keyed by the subject's ID number; failing a usable one, by the record's
+    key when it is of a sensible size."""
+    if row.id_number:
+        return row.id_number.encode()
+    key = row.record.key
+    return key if key is not None and len(key) <= MAX_KEY_BYTES else None
+
+
+# ------------------------------------------------------------------------------- batches
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch decoded and decided record by record, in fetch order, not yet written.
+
+    Preparing needs only reads (the roster), so the next batch can be prepared while the
+    previous one is being written.
+    """
+
+    outcomes: list[RecordOutcome]
+    decided_at: dt.datetime
+
+    @property
+    def records(self) -> list[Inbound]:
+        return [o.record for o in self.outcomes]
+
+
+async def prepare_batch(
+    conn: Conn,
+    records: Sequence[Inbound],
+    *,
+    config: PipelineConfig,
+    calendar: WorkingCalendar,
+    now: dt.datetime,
+) -> PreparedBatch:
+    """Every record through :func:`process_record`, against the roster as it is now; the
+    roster is read once, for the ID numbers of the valid certifications."""
+    started = [start_record(r, config=config, calendar=calendar, received_at=now) for r in records]
+    wanted = sorted({s.certification.id_number for s in started if isinstance(s, Pending)})
+    roster = await fetch_roster(conn, wanted) if wanted else {}
+    outcomes: list[RecordOutcome] = [
+        finish_record(s, roster.get(s.certification.id_number), config=config, calendar=calendar)
+        if isinstance(s, Pending)
+        else s
+        for s in started
+    ]
+    return PreparedBatch(outcomes, now)
+
+
 @dataclass(slots=True)
 class BatchReport:
     """What one batch did, for logs and metrics."""
@@ -54,148 +515,34 @@ class BatchReport:
     queued_for_review: list[tuple[str, str]] = field(default_factory=list)
     """(certification_id, review reason) of certifications that now wait for staff."""
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    refused_by_database: list[tuple[Inbound, str]] = field(default_factory=list)
+    """Records PostgreSQL refused on their own, with the SQLSTATE (dead-lettered)."""
 
-
-@dataclass(frozen=True, slots=True)
-class PipelineConfig:
-    topic_channels: Mapping[str, Channel]
-    region_prefix: str
-    result_topic: str
-    dead_letter_topic: str
-    group_id: str
-    working_days: int
-    max_skew: dt.timedelta
-
-
-@dataclass(slots=True)
-class _Row:
-    """A certification to insert, with everything that follows from it."""
-
-    record: Inbound
-    certification_id: str
-    channel: Channel
-    id_number: str | None
-    valid: bool
-    certified_at: dt.datetime | None
-    certified_at_raw: str | None
-    due: Deadline
-    sha: bytes
-    certification: Certification | None = None
-    decision: Decision | None = None
-
-
-def _received_at(record: Inbound) -> dt.datetime:
-    return dt.datetime.fromtimestamp(record.timestamp_ms / 1000, tz=dt.UTC)
-
-
-MAX_DEAD_LETTER_VALUE = 256 * 1024
-"""Original bytes carried in one dead letter; well under Kafka's default 1 MB message."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An inbound record that could not be decoded, validated or accepted."""
-
-    record: Inbound
-    errors: tuple[str, ...]
-    certification_id: str | None = None
-
-    def message(self, config: PipelineConfig) -> OutboxMessage:
-        r = self.record
-        value, errors = r.value, list(self.errors)
-        if value is not None and len(value) > MAX_DEAD_LETTER_VALUE:
-            # Base64 grows it by a third: a near-limit message would make a dead letter the
-            # broker refuses, and the relay would retry it forever. The source position and
-            # the digest lead back to the original, which the source topic keeps.
-            errors.append(
-                f"message: value of {len(value)} bytes cut to its first "
-                f"{MAX_DEAD_LETTER_VALUE} here; sha256 {hashlib.sha256(value).hexdigest()}"
-            )
-            value = value[:MAX_DEAD_LETTER_VALUE]
-        payload = dead_letter_payload(
-            topic=r.topic,
-            partition=r.partition,
-            offset=r.offset,
-            timestamp_ms=r.timestamp_ms,
-            key=r.key,
-            value=value,
-            errors=errors,
-            certification_id=self.certification_id,
+    def merge(self, other: BatchReport) -> BatchReport:
+        """This report and a later sub-batch's, added up."""
+        merged = BatchReport(
+            consumed=self.consumed + other.consumed,
+            consumed_by_channel=_add(self.consumed_by_channel, other.consumed_by_channel),
+            decided=_add(self.decided, other.decided),
+            duplicates=self.duplicates + other.duplicates,
+            rejected=[*self.rejected, *other.rejected],
+            queued_for_review=[*self.queued_for_review, *other.queued_for_review],
+            next_offsets=dict(self.next_offsets),
+            refused_by_database=[*self.refused_by_database, *other.refused_by_database],
         )
-        return OutboxMessage(
-            dead_letter_id(r.topic, r.partition, r.offset),
-            "dead_letter",
-            config.dead_letter_topic,
-            r.key,
-            payload,
-        )
+        for tp, offset in other.next_offsets.items():
+            merged.next_offsets[tp] = max(offset, merged.next_offsets.get(tp, 0))
+        return merged
 
 
-def _classify(
-    records: Sequence[Inbound],
-    config: PipelineConfig,
-    calendar: WorkingCalendar,
-    now: dt.datetime,
-) -> tuple[list[_Row], list[DeadLetter]]:
-    """Decode every record; return certifications to insert and dead letters to publish."""
-    rows: list[_Row] = []
-    dead: list[DeadLetter] = []
-    for record in records:
-        channel = config.topic_channels[record.topic]
-        decoded = decode(
-            record.value,
-            topic=record.topic,
-            channel=channel,
-            received_at=now,
-            max_skew=config.max_skew,
-        )
-        sha = hashlib.sha256(record.value or b"").digest()
-        if isinstance(decoded, Valid):
-            cert = decoded.certification
-            deadline = compute_deadline(cert.certified_at, calendar, config.working_days)
-            rows.append(
-                _Row(
-                    record=record,
-                    certification_id=cert.certification_id,
-                    channel=channel,
-                    id_number=cert.id_number,
-                    valid=True,
-                    certified_at=cert.certified_at,
-                    certified_at_raw=cert.certified_at_raw,
-                    due=deadline,
-                    sha=sha,
-                    certification=cert,
-                )
-            )
-            continue
-        assert isinstance(decoded, Invalid)
-        dead.append(DeadLetter(record, tuple(decoded.errors), decoded.certification_id))
-        if decoded.certification_id is None:
-            continue
-        # The deadline of an invalid record runs from its certification time when that part
-        # was readable, else from when the broker received it.
-        basis = decoded.certified_at or _received_at(record)
-        deadline = compute_deadline(basis, calendar, config.working_days)
-        rows.append(
-            _Row(
-                record=record,
-                certification_id=decoded.certification_id,
-                channel=channel,
-                id_number=decoded.id_number or decoded.id_number_as_sent,
-                valid=False,
-                certified_at=decoded.certified_at,
-                certified_at_raw=decoded.certified_at_raw,
-                due=deadline,
-                sha=sha,
-                decision=Decision(
-                    outcome=Outcome.INVALID_RECORD,
-                    reason="; ".join(decoded.errors),
-                    rule="validation",
-                    rule_version=RULE_VERSION,
-                ),
-            )
-        )
-    return rows, dead
+_K = TypeVar("_K")
+
+
+def _add(a: dict[_K, int], b: dict[_K, int]) -> dict[_K, int]:
+    out = dict(a)
+    for k, n in b.items():
+        out[k] = out.get(k, 0) + n
+    return out
 
 
 _INSERT_CERTIFICATIONS = """
@@ -232,55 +579,26 @@ ON CONFLICT (group_id, topic, kafka_partition) DO UPDATE
         updated_at = now()
 """
 
+Stored = Answered | ForReview
+"""An outcome that stores a certification row."""
 
-def _dedupe(rows: list[_Row]) -> tuple[list[_Row], list[_Row]]:
+
+def _stored(outcome: RecordOutcome) -> Stored | None:
+    if isinstance(outcome, Rejected):
+        return outcome.answered
+    return outcome
+
+
+def _dedupe(items: list[Stored]) -> tuple[list[Stored], list[Stored]]:
     """Split into the first occurrence of each certification_id and the later ones."""
-    first: dict[str, _Row] = {}
-    later: list[_Row] = []
-    for row in rows:
-        if row.certification_id in first:
-            later.append(row)
+    first: dict[str, Stored] = {}
+    later: list[Stored] = []
+    for item in items:
+        if item.row.certification_id in first:
+            later.append(item)
         else:
-            first[row.certification_id] = row
+            first[item.row.certification_id] = item
     return list(first.values()), later
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedBatch:
-    """A decoded and decided batch, not yet written.
-
-    Preparing needs only reads (the roster), so the next batch can be prepared while the
-    previous one is being written.
-    """
-
-    records: list[Inbound]
-    rows: list[_Row]
-    dead: list[DeadLetter]
-    decided_at: dt.datetime
-
-
-async def prepare_batch(
-    conn: Conn,
-    records: Sequence[Inbound],
-    *,
-    config: PipelineConfig,
-    calendar: WorkingCalendar,
-    now: dt.datetime,
-) -> PreparedBatch:
-    """Decode, validate and decide every record against the roster as it is now."""
-    rows, dead = _classify(records, config, calendar, now)
-    wanted = sorted({r.id_number for r in rows if r.certification is not None and r.id_number})
-    roster = await fetch_roster(conn, wanted) if wanted else {}
-    for row in rows:
-        if row.certification is not None:
-            cert = row.certification
-            row.decision = decide(
-                cert,
-                roster.get(cert.id_number),
-                Cycle.of(cert),
-                region_prefix=config.region_prefix,
-            )
-    return PreparedBatch(list(records), rows, dead, now)
 
 
 def _keep_all(record: Inbound) -> bool:
@@ -299,47 +617,56 @@ async def commit_batch(
     ``keep`` drops records this worker may no longer write (a partition revoked or
     re-positioned since the batch was fetched); their offsets are not stored either.
     """
-    records = [r for r in batch.records if keep(r)]
-    report = BatchReport(consumed=len(records))
-    if not records:
+    outcomes = [o for o in batch.outcomes if keep(o.record)]
+    report = BatchReport(consumed=len(outcomes))
+    if not outcomes:
         return report
-    for record in records:
-        channel = config.topic_channels[record.topic].value
+    for outcome in outcomes:
+        channel = config.topic_channels[outcome.record.topic].value
         report.consumed_by_channel[channel] = report.consumed_by_channel.get(channel, 0) + 1
-    dead = [d for d in batch.dead if keep(d.record)]
-    unique, repeated = _dedupe([r for r in batch.rows if keep(r.record)])
+    rejected = [o for o in outcomes if isinstance(o, Rejected)]
+    dead = [r.letter for r in rejected]
+    messages = [r.message for r in rejected]
+    unique, repeated = _dedupe([s for o in outcomes if (s := _stored(o)) is not None])
     now = batch.decided_at
 
     async with conn.transaction():
         inserted = {
             rec["certification_id"]
-            for rec in await conn.fetch(_INSERT_CERTIFICATIONS, *_certification_columns(unique))
+            for rec in await conn.fetch(
+                _INSERT_CERTIFICATIONS, *_certification_columns([s.row for s in unique])
+            )
         }
         # A certification_id seen before: a redelivery with the same bytes is ignored; the
         # same id with other content is dead-lettered, because the first result stands.
-        already = [r for r in unique if r.certification_id not in inserted] + repeated
+        already = [s for s in unique if s.row.certification_id not in inserted] + repeated
         if already:
             stored = {
                 rec["certification_id"]: bytes(rec["content_sha256"])
                 for rec in await conn.fetch(
                     "SELECT certification_id, content_sha256 FROM certification"
                     " WHERE certification_id = ANY($1::text[])",
-                    [r.certification_id for r in already],
+                    [s.row.certification_id for s in already],
                 )
             }
-            for row in already:
+            dead_positions = {(d.record.topic, d.record.partition, d.record.offset) for d in dead}
+            for item in already:
                 report.duplicates += 1
-                if stored.get(row.certification_id) != row.sha:
+                row = item.row
+                position = (row.record.topic, row.record.partition, row.record.offset)
+                if stored.get(row.certification_id) != row.sha and position not in dead_positions:
                     problem = (
                         f"certification_id {row.certification_id} was already received "
                         "with different content; the first one stands"
                     )
-                    dead.append(DeadLetter(row.record, (problem,), row.certification_id))
-        fresh = [r for r in unique if r.certification_id in inserted]
+                    letter = DeadLetter(row.record, (problem,), row.certification_id)
+                    dead.append(letter)
+                    messages.append(letter.message(config))
+        fresh = [s for s in unique if s.row.certification_id in inserted]
         await _write_decisions(conn, fresh, config, now, report)
-        await enqueue(conn, [d.message(config) for d in dead])
+        await enqueue(conn, messages)
         report.rejected = dead
-        report.next_offsets = _next_offsets(records)
+        report.next_offsets = _next_offsets([o.record for o in outcomes])
         await conn.execute(
             _UPSERT_OFFSETS,
             config.group_id,
@@ -350,7 +677,7 @@ async def commit_batch(
     return report
 
 
-def _certification_columns(rows: Sequence[_Row]) -> list[list[Any]]:
+def _certification_columns(rows: Sequence[CertificationRow]) -> list[list[Any]]:
     return [
         [r.certification_id for r in rows],
         [r.channel.value for r in rows],
@@ -367,7 +694,7 @@ def _certification_columns(rows: Sequence[_Row]) -> list[list[Any]]:
         [r.due.provisional for r in rows],
         [r.sha for r in rows],
         [r.record.value or b"" for r in rows],
-        [_received_at(r.record) for r in rows],
+        [r.received_at for r in rows],
     ]
 
 
@@ -381,70 +708,122 @@ def _next_offsets(records: Sequence[Inbound]) -> dict[tuple[str, int], int]:
 
 async def _write_decisions(
     conn: Conn,
-    rows: Sequence[_Row],
+    items: Sequence[Stored],
     config: PipelineConfig,
     now: dt.datetime,
     report: BatchReport,
 ) -> None:
-    decisions: list[tuple[_Row, Decision]] = [(r, r.decision) for r in rows if r.decision]
-    if not decisions:
+    if not items:
         return
     await conn.execute(
         _INSERT_DECISIONS,
-        [r.certification_id for r, _ in decisions],
-        [d.outcome.value if d.outcome else None for _, d in decisions],
-        [d.review.value if d.review else None for _, d in decisions],
-        [d.reason for _, d in decisions],
-        [d.rule for _, d in decisions],
-        [d.rule_version for _, d in decisions],
-        [json.dumps(dict(d.evidence), ensure_ascii=False, default=str) for _, d in decisions],
+        [s.row.certification_id for s in items],
+        [s.decision.outcome.value if s.decision.outcome else None for s in items],
+        [s.decision.review.value if s.decision.review else None for s in items],
+        [s.decision.reason for s in items],
+        [s.decision.rule for s in items],
+        [s.decision.rule_version for s in items],
+        [s.evidence for s in items],
         now,
     )
-    answered = [(r, d) for r, d in decisions if d.outcome is not None]
-    reviews = [(r, d) for r, d in decisions if d.review is not None]
-    for r, d in decisions:
-        label = d.outcome.value if d.outcome else "review"
-        report.decided[(r.channel.value, label)] = (
-            report.decided.get((r.channel.value, label), 0) + 1
-        )
-    report.queued_for_review = [
-        (r.certification_id, d.review.value) for r, d in reviews if d.review is not None
-    ]
-    if reviews:
+    for s in items:
+        label = s.decision.outcome.value if s.decision.outcome else "review"
+        key = (s.row.channel.value, label)
+        report.decided[key] = report.decided.get(key, 0) + 1
+    reviews = [(s.row.certification_id, s.decision.review) for s in items if s.decision.review]
+    report.queued_for_review = [(c, r.value) for c, r in reviews if r is not None]
+    if report.queued_for_review:
         await conn.execute(
             _INSERT_REVIEWS,
-            [r.certification_id for r, _ in reviews],
-            [d.review.value for _, d in reviews if d.review],
+            [c for c, _ in report.queued_for_review],
+            [r for _, r in report.queued_for_review],
             now,
         )
     await record_results(
-        conn,
-        [
-            NewResult(
-                certification_id=r.certification_id,
-                revision=1,
-                channel=r.channel,
-                id_number=r.id_number or "",
-                outcome=d.outcome,
-                reason=d.reason,
-                certified_at_raw=r.certified_at_raw or "",
-                due_date=r.due.due_date,
-                decided_at=now,
-                decided_by="rules",
-                key=r.id_number.encode() if r.id_number else r.record.key,
-            )
-            for r, d in answered
-            if d.outcome is not None
-        ],
-        topic=config.result_topic,
+        conn, [s.result for s in items if isinstance(s, Answered)], topic=config.result_topic
     )
 
 
+# ----------------------------------------------------------------------------- bisection
+
+
+def refused_alone(record: Inbound, sqlstate: str, config: PipelineConfig) -> Rejected:
+    """The dead letter of a record PostgreSQL refused on its own."""
+    error = (
+        f"database: PostgreSQL refused to store this record (SQLSTATE {sqlstate}); "
+        "its certification, if any, is not recorded"
+    )
+    letter = DeadLetter(record, (error,), _certification_id_of(record))
+    return Rejected(letter, letter.message(config))
+
+
+def _certification_id_of(record: Inbound) -> str | None:
+    try:
+        document = json.loads(record.value or b"")
+    except (ValueError, RecursionError):
+        return None
+    return (
+        usable_certification_id(document.get("certification_id"))
+        if isinstance(document, dict)
+        else None
+    )
+
+
+async def commit_bisecting(
+    batch: PreparedBatch,
+    commit: Callable[[PreparedBatch], Awaitable[BatchReport]],
+    *,
+    config: PipelineConfig,
+    on_split: Callable[[int, str], None] | None = None,
+) -> BatchReport:
+    """``commit(batch)``; when PostgreSQL refuses its data, commit the two halves in fetch
+    order, each in its own transaction with its own offsets, down to single records. A
+    record refused alone is committed as its dead letter instead, so the stream goes on.
+
+    Any other error (a lost connection, a bug in the SQL) propagates: the caller's retry
+    policy decides. ``on_split(size, sqlstate)`` is told of every split, for the logs.
+    """
+    try:
+        return await commit(batch)
+    except Exception as exc:
+        state = refused_data_state(exc)
+        if state is None:
+            raise
+        if len(batch.outcomes) == 1:
+            (only,) = batch.outcomes
+            if isinstance(only, Rejected) and only.answered is None:
+                raise  # not even the dead letter alone can be stored: a real fault
+            report = await commit(
+                PreparedBatch([refused_alone(only.record, state, config)], batch.decided_at)
+            )
+            report.refused_by_database.append((only.record, state))
+            return report
+        if on_split is not None:
+            on_split(len(batch.outcomes), state)
+    middle = len(batch.outcomes) // 2
+    first = PreparedBatch(batch.outcomes[:middle], batch.decided_at)
+    second = PreparedBatch(batch.outcomes[middle:], batch.decided_at)
+    report = await commit_bisecting(first, commit, config=config, on_split=on_split)
+    return report.merge(await commit_bisecting(second, commit, config=config, on_split=on_split))
+
+
 __all__ = [
+    "Answered",
     "BatchReport",
+    "CertificationRow",
+    "DeadLetter",
+    "ForReview",
     "Inbound",
+    "Pending",
     "PipelineConfig",
     "PreparedBatch",
+    "RecordOutcome",
+    "Rejected",
     "commit_batch",
+    "commit_bisecting",
+    "finish_record",
     "prepare_batch",
+    "process_record",
+    "record_time",
+    "start_record",
 ]

@@ -38,6 +38,7 @@ from certrecon.worker.pipeline import (
     PipelineConfig,
     PreparedBatch,
     commit_batch,
+    commit_bisecting,
     prepare_batch,
 )
 from certrecon.worker.relay import OutboxRelay, RelayReport
@@ -327,12 +328,22 @@ class Worker:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _commit(self, batch: PreparedBatch, keep: Callable[[Inbound], bool]) -> BatchReport:
-        assert self.pool is not None
-        async for attempt in _db_retry():
-            with attempt:
-                async with self.pool.acquire() as conn:
-                    return await commit_batch(conn, batch, config=self.config, keep=keep)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Commit the batch; a lost connection is retried (bounded), data PostgreSQL refuses
+        is narrowed down to the records refused alone, which are dead-lettered."""
+        pool = self.pool
+        assert pool is not None
+
+        async def commit(part: PreparedBatch) -> BatchReport:
+            async for attempt in _db_retry():
+                with attempt:
+                    async with pool.acquire() as conn:
+                        return await commit_batch(conn, part, config=self.config, keep=keep)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        def split(size: int, sqlstate: str) -> None:
+            log.warning("batch refused by the database; splitting", size=size, sqlstate=sqlstate)
+
+        return await commit_bisecting(batch, commit, config=self.config, on_split=split)
 
     def _after_batch(self, report: BatchReport) -> None:
         assert self.relay is not None
@@ -356,6 +367,14 @@ class Worker:
                 offset=r.offset,
                 certification_id=rejected.certification_id,
                 errors=list(rejected.errors),
+            )
+        for record, sqlstate in report.refused_by_database:
+            batch_log.error(
+                "record refused by the database; dead-lettered",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                sqlstate=sqlstate,
             )
         for certification_id, reason in report.queued_for_review:
             batch_log.info(
@@ -418,3 +437,5 @@ class Worker:
             self.metrics.published.labels(kind).inc(n)
         for (channel, outcome, on_time), n in report.returned_by.items():
             self.metrics.count_returned(channel, outcome, on_time, n)
+        for failure in report.failed:
+            self.metrics.outbox_failed.labels(failure.kind).inc()
