@@ -40,7 +40,7 @@ from certrecon.consumers.dead_letter import (
     dead_letter_id,
     dead_letter_message,
 )
-from certrecon.consumers.decode import Invalid, Valid, decode, usable_certification_id
+from certrecon.consumers.decode import Invalid, Valid, decode
 from certrecon.domain import CST, Certification, Channel, Cycle, Decision, Outcome, RosterRecord
 from certrecon.reconcile import RULE_VERSION, decide
 from certrecon.results import DECIDED_BY_RULES
@@ -747,26 +747,19 @@ async def _write_decisions(
 # ----------------------------------------------------------------------------- bisection
 
 
-def refused_alone(record: Inbound, sqlstate: str, config: PipelineConfig) -> Rejected:
-    """The dead letter of a record PostgreSQL refused on its own."""
+def refused_alone(outcome: RecordOutcome, sqlstate: str, config: PipelineConfig) -> Rejected:
+    """The dead letter of a record PostgreSQL refused on its own (its own dead letter's
+    errors kept, if it was one already)."""
     error = (
         f"database: PostgreSQL refused to store this record (SQLSTATE {sqlstate}); "
         "its certification, if any, is not recorded"
     )
-    letter = DeadLetter(record, (error,), _certification_id_of(record))
+    if isinstance(outcome, Rejected):
+        letter = outcome.letter
+        letter = DeadLetter(letter.record, (*letter.errors, error), letter.certification_id)
+    else:
+        letter = DeadLetter(outcome.record, (error,), outcome.row.certification_id)
     return Rejected(letter, letter.message(config))
-
-
-def _certification_id_of(record: Inbound) -> str | None:
-    try:
-        document = json.loads(record.value or b"")
-    except (ValueError, RecursionError):
-        return None
-    return (
-        usable_certification_id(document.get("certification_id"))
-        if isinstance(document, dict)
-        else None
-    )
 
 
 async def commit_bisecting(
@@ -794,7 +787,7 @@ async def commit_bisecting(
             if isinstance(only, Rejected) and only.answered is None:
                 raise  # not even the dead letter alone can be stored: a real fault
             report = await commit(
-                PreparedBatch([refused_alone(only.record, state, config)], batch.decided_at)
+                PreparedBatch([refused_alone(only, state, config)], batch.decided_at)
             )
             report.refused_by_database.append((only.record, state))
             return report
