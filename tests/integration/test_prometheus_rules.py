@@ -44,6 +44,6 @@ def test_every_alert_has_a_unit_test(repo_root: Path) -> None:
         for line in rules.splitlines()
         if line.strip().startswith("- alert:")
     ]
-    assert len(names) == 7
+    assert len(names) == 8
     for name in names:
         assert f"alertname: {name}" in tests, name

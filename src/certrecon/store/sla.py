@@ -273,7 +273,11 @@ async def outbox_backlog(conn: asyncpg.Connection) -> list[Backlog]:
         """
         SELECT kind, count(*) AS n,
                extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS age
-        FROM outbox WHERE sent_at IS NULL GROUP BY kind ORDER BY kind
+        FROM outbox AS o
+        WHERE sent_at IS NULL
+          -- Refused for good: not a backlog, and alerted on separately.
+          AND NOT EXISTS (SELECT 1 FROM outbox_failure AS f WHERE f.message_id = o.message_id)
+        GROUP BY kind ORDER BY kind
         """
     )
     return [Backlog(r["kind"], int(r["n"]), max(0.0, float(r["age"]))) for r in rows]

@@ -38,6 +38,16 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.outbox_failed = Counter(
+            "certrecon_outbox_failed",
+            "Outbox messages the broker refused for good (recorded in outbox_failure and "
+            "skipped), by kind",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("result", "dead_letter", "sla_alert"):
+            # Present from the start, so that the first refusal is an increase from 0.
+            self.outbox_failed.labels(kind)
         self.batches = Counter("certrecon_batches", "Batches committed", registry=r)
         self.consumer_lag = Gauge(
             "certrecon_consumer_lag",

@@ -6,6 +6,11 @@ work without sending a row twice concurrently, and a crash before the update lea
 rows pending for a re-send with the same ``message_id`` and bytes. Rows are selected by
 state (``sent_at IS NULL``), never by a sequence high-water mark: sequence values commit out
 of order, and a high-water poller would skip a row committed late.
+
+A message refused for good (too large, an invalid topic: see :func:`refused_for_good`) is
+recorded in ``outbox_failure`` with the reason, logged as an error and counted for the
+alert, and never offered again, so it cannot hold up the messages behind it. Transient
+errors leave the messages pending and are retried (bounded).
 """
 
 from __future__ import annotations
@@ -18,22 +23,33 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from certrecon.logs import get_logger
 from certrecon.store.db import is_retriable_db_error
+from certrecon.store.results import OutboxFailure, record_outbox_failures
 from certrecon.worker.kafka import is_retriable_kafka_error
 
 log = get_logger(__name__)
 
 _CLAIM = """
-SELECT id, message_id, kind, topic, key, payload
-FROM outbox
-WHERE sent_at IS NULL
-ORDER BY id
+SELECT o.id, o.message_id, o.kind, o.topic, o.key, o.payload
+FROM outbox AS o
+WHERE o.sent_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM outbox_failure AS f WHERE f.message_id = o.message_id)
+ORDER BY o.id
 LIMIT $1
-FOR UPDATE SKIP LOCKED
+FOR UPDATE OF o SKIP LOCKED
 """
 
 _MARK_SENT = "UPDATE outbox SET sent_at = $2 WHERE id = ANY($1::bigint[])"
@@ -60,6 +76,33 @@ class RelayReport:
     by_kind: dict[str, int]
     returned_by: dict[tuple[str, str, bool], int] = field(default_factory=dict)
     """(channel, outcome, on time) → certifications whose first result was acknowledged."""
+    failed: list[OutboxFailure] = field(default_factory=list)
+    """Messages refused for good in this round, now recorded and skipped."""
+
+    @property
+    def handled(self) -> int:
+        """Messages settled this round, sent or refused: zero means nothing was pending."""
+        return self.sent + len(self.failed)
+
+
+_REFUSED_FOR_GOOD: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    InvalidTopicError,
+    CorruptRecordException,
+    InvalidTimestampError,
+    UnsupportedForMessageFormatError,
+)
+
+
+def refused_for_good(exc: BaseException | None) -> bool:
+    """Whether the broker (or the client, before sending) refused this message itself.
+
+    Deliberately a list, not "every non-retriable error": aiokafka marks a request timeout
+    and failed authorisation non-retriable too, and those say nothing about one message.
+    """
+    return isinstance(exc, _REFUSED_FOR_GOOD)
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -99,41 +142,92 @@ class OutboxRelay:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _relay_once(self) -> RelayReport:
+        transient: BaseException | None = None
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_CLAIM, self._batch_size)
             if not rows:
                 return RelayReport(0, {})
-            futures = []
-            for row in rows:
-                futures.append(
-                    await self._producer.send(
-                        row["topic"],
-                        value=bytes(row["payload"]),
-                        key=bytes(row["key"]) if row["key"] is not None else None,
-                        headers=[("message_id", row["message_id"].encode())],
-                    )
-                )
-            await asyncio.gather(*futures)
+            outcomes = await self._send_all(rows)
+            acked = [r for r, o in zip(rows, outcomes, strict=True) if o is None]
+            failed = [
+                OutboxFailure(r["message_id"], r["kind"], r["topic"], f"{type(o).__name__}: {o}")
+                for r, o in zip(rows, outcomes, strict=True)
+                if o is not None and refused_for_good(o)
+            ]
+            transient = next(
+                (o for o in outcomes if o is not None and not refused_for_good(o)), None
+            )
             acked_at = self._clock()
-            await conn.execute(_MARK_SENT, [r["id"] for r in rows], acked_at)
+            await record_outbox_failures(conn, failed, at=acked_at)
             by_kind: dict[str, int] = {}
-            for r in rows:
-                by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + 1
-            results = [r["message_id"] for r in rows if r["kind"] == "result"]
             returned_by: dict[tuple[str, str, bool], int] = {}
-            if results:
-                for rec in await conn.fetch(_MARK_RETURNED, results, acked_at):
-                    key = (rec["channel"], rec["outcome"], bool(rec["on_time"]))
-                    returned_by[key] = returned_by.get(key, 0) + 1
-        report = RelayReport(len(rows), by_kind, returned_by)
+            if acked:
+                await conn.execute(_MARK_SENT, [r["id"] for r in acked], acked_at)
+                for r in acked:
+                    by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + 1
+                results = [r["message_id"] for r in acked if r["kind"] == "result"]
+                if results:
+                    for rec in await conn.fetch(_MARK_RETURNED, results, acked_at):
+                        key = (rec["channel"], rec["outcome"], bool(rec["on_time"]))
+                        returned_by[key] = returned_by.get(key, 0) + 1
+        for failure in failed:
+            # Nothing in these fields is personal: ids, kinds, topics and client errors.
+            log.error(
+                "outbox message refused by the broker; recorded, not retried",
+                message_id=failure.message_id,
+                kind=failure.kind,
+                topic=failure.topic,
+                reason=failure.reason,
+            )
+        report = RelayReport(len(acked), by_kind, returned_by, failed)
         if self._on_sent is not None:
             self._on_sent(report)
+        if transient is not None:
+            # What was acknowledged or refused is settled; the rest is offered again.
+            raise transient
         return report
+
+    async def _send_all(self, rows: list[Any]) -> list[BaseException | None]:
+        """Send every row; the outcome per row: None when acknowledged, else the error."""
+        outcomes: list[BaseException | None] = [None] * len(rows)
+        pending: dict[int, asyncio.Future[Any]] = {}
+        for i, row in enumerate(rows):
+            try:
+                pending[i] = await self._send(row)
+            except KafkaError as exc:  # refused before sending, e.g. too large
+                outcomes[i] = exc
+        done = await asyncio.gather(*pending.values(), return_exceptions=True)
+        for i, result in zip(pending, done, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # cancellation and the like are not about a message
+                outcomes[i] = result
+        # The broker answers for a whole producer batch: one message too large fails the
+        # others sent with it. Offered alone, each gets its own answer.
+        suspects = [i for i in pending if refused_for_good(outcomes[i])]
+        if len(suspects) > 1:
+            for i in suspects:
+                try:
+                    await (await self._send(rows[i]))
+                except KafkaError as exc:
+                    outcomes[i] = exc
+                else:
+                    outcomes[i] = None
+        return outcomes
+
+    async def _send(self, row: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await self._producer.send(
+            row["topic"],
+            value=bytes(row["payload"]),
+            key=bytes(row["key"]) if row["key"] is not None else None,
+            headers=[("message_id", row["message_id"].encode())],
+        )
+        return future
 
     async def drain(self) -> int:
         """Publish until nothing is pending; return how many were sent."""
         total = 0
-        while (report := await self.relay_once()).sent:
+        while (report := await self.relay_once()).handled:
             total += report.sent
         return total
 
@@ -145,7 +239,7 @@ class OutboxRelay:
             except KafkaError as exc:
                 log.error("relay failed", error=str(exc), retriable=_retriable(exc))
                 raise
-            if report.sent:
+            if report.handled:
                 continue
             self.wake.clear()
             waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]

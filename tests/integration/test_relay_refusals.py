@@ -1,0 +1,129 @@
+"""The outbox relay against a real broker and PostgreSQL: a message refused for good is
+recorded and skipped, and never holds up the messages behind it."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+
+from certrecon.calendar import default_calendar
+from certrecon.consumers.dead_letter import MAX_DEAD_LETTER_BYTES, MAX_KEY_BYTES
+from certrecon.domain import Channel
+from certrecon.store import db
+from certrecon.store.results import OutboxMessage, enqueue
+from certrecon.worker.kafka import ensure_topics, start_producer
+from certrecon.worker.pipeline import Inbound, PipelineConfig, commit_batch, prepare_batch
+from certrecon.worker.relay import OutboxRelay, RelayReport
+from tests.support import isolated_settings, read_topic
+
+NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
+
+
+@pytest_asyncio.fixture
+async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(fresh_database)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest_asyncio.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    p = await start_producer(kafka_bootstrap)
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+def _config() -> PipelineConfig:
+    s = isolated_settings()
+    return PipelineConfig(
+        topic_channels=s.topic_channels(),
+        region_prefix="11",
+        result_topic=s.result_topic,
+        dead_letter_topic=s.dead_letter_topic,
+        group_id=s.group_id,
+        working_days=5,
+        max_skew=dt.timedelta(minutes=10),
+    )
+
+
+async def test_an_invalid_message_with_a_huge_key_reaches_the_dead_letter_topic(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, kafka_bootstrap: str
+) -> None:
+    # Once the key was sent twice and uncapped (as the Kafka key and inside the payload),
+    # with the value beside it: over 1 MB, refused, and the relay stopped on it for good.
+    config = _config()
+    await ensure_topics(kafka_bootstrap, [config.dead_letter_topic], 1)
+    topic = next(t for t, c in config.topic_channels.items() if c is Channel.ESSC)
+    key = b"K" * 400_000
+    value = b"{" + b"x" * 600_000
+    records = [Inbound(topic, 0, 0, int(NOW.timestamp() * 1000), key, value)]
+    async with pool.acquire() as conn:
+        batch = await prepare_batch(
+            conn, records, config=config, calendar=default_calendar(), now=NOW
+        )
+        await commit_batch(conn, batch, config=config)
+
+    relay = OutboxRelay(pool, producer, batch_size=10, idle_seconds=0.05)
+    assert await relay.drain() == 1
+
+    (published,) = await read_topic(kafka_bootstrap, config.dead_letter_topic, at_least=1)
+    assert published.key == key[:MAX_KEY_BYTES]
+    assert len(published.key) + len(published.value) < MAX_DEAD_LETTER_BYTES
+    body = json.loads(published.value)
+    assert base64.b64decode(body["key"]) == key[:MAX_KEY_BYTES]
+    assert hashlib.sha256(key).hexdigest() in " ".join(body["errors"])
+    assert hashlib.sha256(value).hexdigest() in " ".join(body["errors"])
+
+
+async def test_a_refused_message_is_recorded_skipped_and_alerted(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, kafka_bootstrap: str
+) -> None:
+    topic = f"certrecon.relay-test.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [topic], 1)
+    # Too large for the producer's request size (Kafka's default 1 MB): refused before it
+    # is sent, as any Kafka client refuses it. (The embedded broker itself takes any size.)
+    messages = [
+        OutboxMessage("m1", "result", topic, b"a", b'{"n":1}'),
+        OutboxMessage("m2", "dead_letter", topic, b"b", b"x" * (2 * 1024 * 1024)),
+        OutboxMessage("m3", "result", topic, b"c", b'{"n":3}'),
+    ]
+    async with pool.acquire() as conn:
+        await enqueue(conn, messages)
+    reports: list[RelayReport] = []
+    relay = OutboxRelay(
+        pool,
+        producer,
+        batch_size=10,
+        idle_seconds=0.05,
+        clock=lambda: NOW,
+        on_sent=reports.append,
+    )
+
+    assert await relay.drain() == 2
+
+    published = await read_topic(kafka_bootstrap, topic, at_least=2)
+    assert [r.value for r in published] == [b'{"n":1}', b'{"n":3}']
+    (failure,) = [f for r in reports for f in r.failed]
+    assert (failure.message_id, failure.kind) == ("m2", "dead_letter")
+    assert failure.reason.startswith("MessageSizeTooLargeError")
+    async with pool.acquire() as conn:
+        recorded = await conn.fetch("SELECT message_id, reason, failed_at FROM outbox_failure")
+        assert [(r["message_id"], r["failed_at"]) for r in recorded] == [("m2", NOW)]
+        assert recorded[0]["reason"].startswith("MessageSizeTooLargeError")
+        # The refused row is left as it was (facts are added, not changed), and not offered
+        # again: the relay finds nothing more to do.
+        unsent = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        assert unsent == 1
+    assert (await relay.relay_once()).handled == 0
