@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 from typing import Any
 
@@ -15,8 +16,16 @@ from pydantic import ValidationError
 from certrecon.consumers import (
     Invalid,
     dead_letter_id,
+    dead_letter_message,
     dead_letter_payload,
     decode,
+)
+from certrecon.consumers.dead_letter import (
+    MAX_DEAD_LETTER_BYTES,
+    MAX_ERROR_CHARS,
+    MAX_ERRORS,
+    MAX_KEY_BYTES,
+    MAX_VALUE_BYTES,
 )
 from certrecon.consumers.models import parse_rfc3339
 from certrecon.contract import example_bytes, load_schema
@@ -157,6 +166,65 @@ class TestDeadLetterPayload:
         assert body["value"] is None
         assert body["errors"] == ["message: no value (tombstone)"]
         assert "certification_id" not in body
+
+
+class TestDeadLetterMessage:
+    """Every byte field that leaves the service is capped: no dead letter can near Kafka's
+    default maximum message size, whatever arrived."""
+
+    def message(self, **overrides: Any) -> tuple[bytes | None, dict[str, Any], int]:
+        arguments: dict[str, Any] = {
+            "topic": TOPIC,
+            "partition": 0,
+            "offset": 3,
+            "timestamp_ms": 5,
+            "key": b"k",
+            "value": b"v",
+            "errors": ["message: not valid JSON"],
+        }
+        arguments.update(overrides)
+        key, payload = dead_letter_message(**arguments)
+        return key, json.loads(payload), len(key or b"") + len(payload)
+
+    def test_small_fields_are_kept_whole(self) -> None:
+        key, body, _ = self.message()
+        assert key == b"k"
+        assert body["errors"] == ["message: not valid JSON"]
+        assert base64.b64decode(body["value"]) == b"v"
+
+    def test_a_huge_key_and_value_are_cut_and_say_so(self) -> None:
+        big_key, big_value = b"K" * 400_000, b"V" * 2_000_000
+        key, body, size = self.message(key=big_key, value=big_value)
+        assert key == big_key[:MAX_KEY_BYTES]
+        assert base64.b64decode(body["key"]) == big_key[:MAX_KEY_BYTES]
+        assert base64.b64decode(body["value"]) == big_value[:MAX_VALUE_BYTES]
+        notes = " ".join(body["errors"][1:])
+        assert hashlib.sha256(big_key).hexdigest() in notes
+        assert hashlib.sha256(big_value).hexdigest() in notes
+        assert size <= MAX_DEAD_LETTER_BYTES < 1024 * 1024
+
+    def test_many_and_long_errors_are_capped(self) -> None:
+        errors = [f"field_{i}: " + "名" * 10_000 for i in range(500)]
+        _, body, size = self.message(errors=errors, key=b"K" * 10**6, value=b"V" * 10**7)
+        assert len(body["errors"]) == MAX_ERRORS
+        assert all(len(e) <= MAX_ERROR_CHARS for e in body["errors"])
+        assert any(e.endswith("more errors") for e in body["errors"])
+        assert size <= MAX_DEAD_LETTER_BYTES
+
+    def test_a_lone_surrogate_in_an_error_cannot_break_it(self) -> None:
+        _, body, _ = self.message(errors=["subject.name: \ud800"])
+        assert body["errors"] == ["subject.name: ?"]
+
+    @given(
+        st.one_of(st.none(), st.binary(max_size=3000)),
+        st.one_of(st.none(), st.binary(max_size=300_000)),
+        st.lists(st.text(max_size=2000), max_size=80),
+    )
+    def test_never_larger_than_the_bound(
+        self, key: bytes | None, value: bytes | None, errors: list[str]
+    ) -> None:
+        _, _, size = self.message(key=key, value=value, errors=errors)
+        assert size <= MAX_DEAD_LETTER_BYTES
 
 
 # ---------------------------------------------------------------------------------- results
