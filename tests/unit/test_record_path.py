@@ -554,3 +554,19 @@ def test_a_huge_record_key_keys_neither_the_answer_nor_the_dead_letter() -> None
     assert outcome.answered is not None
     assert outcome.answered.result.result.key is None
     assert outcome.message.key == huge[:MAX_KEY_BYTES]
+
+
+def test_an_invalid_record_whose_answer_cannot_be_built_keeps_its_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = certification_message("V1", Channel.ESSC, PEOPLE[1], NOW)
+    body["method"] = "fingerprint"
+    monkeypatch.setattr(pipeline, "prepare_result", _boom)
+
+    outcome = run(_inbound(_encode(body), Channel.ESSC, NOW_MS, b"k"))
+
+    assert isinstance(outcome, Rejected)
+    assert outcome.answered is None
+    first, second = outcome.letter.errors
+    assert first == "method: must be one of face, face_video, assisted"
+    assert second.startswith("encoding: no invalid_record answer (ZeroDivisionError in _boom")

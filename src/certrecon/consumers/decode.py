@@ -134,7 +134,18 @@ class _Scan:
         scan = cls()
         try:
             text = value.decode("utf-8")
-            # Lists of pairs first: duplicates and paths are judged in one walk below.
+            # The common case in one pass with plain dicts; only a message with something
+            # to report is parsed again, as pairs, to say where.
+            clean = _Clean()
+            document = json.loads(
+                text,
+                object_pairs_hook=clean.object,
+                parse_constant=clean.constant,
+                parse_float=clean.number,
+            )
+            if clean and "\\u0000" not in text:
+                scan.document = document if isinstance(document, dict) else None
+                return scan
             parsed = json.loads(
                 text, object_pairs_hook=_Pairs, parse_constant=_NonFinite, parse_float=_number
             )
@@ -149,6 +160,33 @@ class _Scan:
             found = [*found[: _MAX_SCAN_PROBLEMS - 1], f"message: {more} more such problems"]
         scan.problems = found
         return scan
+
+
+class _Clean:
+    """Parser hooks that only notice whether a key repeats or a number is not finite."""
+
+    __slots__ = ("ok",)
+
+    def __init__(self) -> None:
+        self.ok = True
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def object(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        document = dict(pairs)
+        if len(document) != len(pairs):
+            self.ok = False
+        return document
+
+    def constant(self, name: str) -> None:
+        self.ok = False
+
+    def number(self, text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            self.ok = False
+        return value
 
 
 class _Pairs(list[tuple[str, Any]]):

@@ -338,38 +338,50 @@ def _receipt(record: Inbound, received_at: dt.datetime) -> dt.datetime:
 
 
 def _invalid(record: Inbound, decoded: Invalid, channel: Channel, env: _Env) -> Rejected:
-    config, received_at = env.config, env.received_at
     letter = DeadLetter(record, decoded.errors, decoded.certification_id)
     if decoded.certification_id is None:
-        return Rejected(letter, letter.message(config))
+        return Rejected(letter, letter.message(env.config))
+    try:
+        answered = _invalid_answer(record, decoded, decoded.certification_id, channel, env)
+    except Exception as exc:
+        # The dead letter still lists every failed rule, and says why no answer was given.
+        problem = f"encoding: no invalid_record answer ({_describe(exc)})"
+        letter = DeadLetter(record, (*decoded.errors, problem), decoded.certification_id)
+        answered = None
+    return Rejected(letter, letter.message(env.config), answered)
+
+
+def _invalid_answer(
+    record: Inbound, decoded: Invalid, certification_id: str, channel: Channel, env: _Env
+) -> Answered | None:
     # The deadline runs from the certification time when that part was usable, else from
     # when the broker received the record (stable across a replay), else from the
     # receiving clock.
+    received_at = env.received_at
     due = env.deadline_from(decoded.certified_at, record_time(record), received_at)
-    answered = None
-    if due is not None:
-        row = CertificationRow(
-            record=record,
-            certification_id=decoded.certification_id,
-            channel=channel,
-            id_number=decoded.id_number or decoded.id_number_as_sent,
-            valid=False,
-            certified_at=decoded.certified_at,
-            certified_at_raw=decoded.certified_at_raw,
-            due=due,
-            sha=_sha(record),
-            received_at=_receipt(record, received_at),
-        )
-        decision = Decision(
-            outcome=Outcome.INVALID_RECORD,
-            reason=decoded.reason,
-            rule="validation",
-            rule_version=RULE_VERSION,
-        )
-        answered = Answered(
-            row, decision, _evidence(decision), _result(row, decision, received_at, config)
-        )
-    return Rejected(letter, letter.message(config), answered)
+    if due is None:
+        return None
+    row = CertificationRow(
+        record=record,
+        certification_id=certification_id,
+        channel=channel,
+        id_number=decoded.id_number or decoded.id_number_as_sent,
+        valid=False,
+        certified_at=decoded.certified_at,
+        certified_at_raw=decoded.certified_at_raw,
+        due=due,
+        sha=_sha(record),
+        received_at=_receipt(record, received_at),
+    )
+    decision = Decision(
+        outcome=Outcome.INVALID_RECORD,
+        reason=decoded.reason,
+        rule="validation",
+        rule_version=RULE_VERSION,
+    )
+    return Answered(
+        row, decision, _evidence(decision), _result(row, decision, received_at, env.config)
+    )
 
 
 def _failed(
