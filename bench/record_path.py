@@ -43,16 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=20_000)
     args = parser.parse_args()
-    settings = Settings()
-    config = PipelineConfig(
-        topic_channels=settings.topic_channels(),
-        region_prefix="11",
-        result_topic=settings.result_topic,
-        dead_letter_topic=settings.dead_letter_topic,
-        group_id=settings.group_id,
-        working_days=5,
-        max_skew=dt.timedelta(minutes=10),
-    )
+    config = PipelineConfig.from_settings(Settings())
     topic_of = {c: t for t, c in config.topic_channels.items()}
     calendar = default_calendar()
     people = eligible_roster(args.count, seed=1)

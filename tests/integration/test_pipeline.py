@@ -16,16 +16,7 @@ NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 
 
 def _config() -> PipelineConfig:
-    s = isolated_settings()
-    return PipelineConfig(
-        topic_channels=s.topic_channels(),
-        region_prefix="11",
-        result_topic=s.result_topic,
-        dead_letter_topic=s.dead_letter_topic,
-        group_id=s.group_id,
-        working_days=5,
-        max_skew=dt.timedelta(minutes=10),
-    )
+    return PipelineConfig.from_settings(isolated_settings())
 
 
 async def test_only_kept_records_are_written_with_their_offsets(conn: asyncpg.Connection) -> None:

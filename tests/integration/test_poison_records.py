@@ -31,16 +31,7 @@ YEAR_10000_MS = 253_402_300_800_000
 
 
 def _config() -> PipelineConfig:
-    s = isolated_settings()
-    return PipelineConfig(
-        topic_channels=s.topic_channels(),
-        region_prefix="11",
-        result_topic=s.result_topic,
-        dead_letter_topic=s.dead_letter_topic,
-        group_id=s.group_id,
-        working_days=5,
-        max_skew=dt.timedelta(minutes=10),
-    )
+    return PipelineConfig.from_settings(isolated_settings())
 
 
 async def _run(

@@ -46,16 +46,7 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
 
 
 def _config() -> PipelineConfig:
-    s = isolated_settings()
-    return PipelineConfig(
-        topic_channels=s.topic_channels(),
-        region_prefix="11",
-        result_topic=s.result_topic,
-        dead_letter_topic=s.dead_letter_topic,
-        group_id=s.group_id,
-        working_days=5,
-        max_skew=dt.timedelta(minutes=10),
-    )
+    return PipelineConfig.from_settings(isolated_settings())
 
 
 async def test_an_invalid_message_with_a_huge_key_reaches_the_dead_letter_topic(

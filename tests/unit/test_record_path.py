@@ -45,16 +45,7 @@ from certrecon.worker.pipeline import (
     process_record,
 )
 
-SETTINGS = Settings()
-CONFIG = PipelineConfig(
-    topic_channels=SETTINGS.topic_channels(),
-    region_prefix="11",
-    result_topic=SETTINGS.result_topic,
-    dead_letter_topic=SETTINGS.dead_letter_topic,
-    group_id=SETTINGS.group_id,
-    working_days=5,
-    max_skew=dt.timedelta(minutes=10),
-)
+CONFIG = PipelineConfig.from_settings(Settings())
 TOPIC_OF = {c: t for t, c in CONFIG.topic_channels.items()}
 NOW = dt.datetime(2026, 9, 30, 3, 0, tzinfo=dt.UTC)
 NOW_MS = int(NOW.timestamp() * 1000)

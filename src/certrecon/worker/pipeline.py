@@ -27,6 +27,7 @@ the records refused alone are found; each of those is dead-lettered with the SQL
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -44,6 +45,7 @@ from certrecon.consumers.decode import Invalid, Valid, decode
 from certrecon.domain import CST, Certification, Channel, Cycle, Decision, Outcome, RosterRecord
 from certrecon.reconcile import RULE_VERSION, decide
 from certrecon.results import DECIDED_BY_RULES
+from certrecon.settings import Settings
 from certrecon.store.db import Conn, refused_data_state
 from certrecon.store.results import (
     NewResult,
@@ -79,6 +81,18 @@ class PipelineConfig:
     group_id: str
     working_days: int
     max_skew: dt.timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineConfig:
+        return cls(
+            topic_channels=settings.topic_channels(),
+            region_prefix=settings.region,
+            result_topic=settings.result_topic,
+            dead_letter_topic=settings.dead_letter_topic,
+            group_id=settings.group_id,
+            working_days=settings.deadline_working_days,
+            max_skew=dt.timedelta(seconds=settings.max_clock_skew_seconds),
+        )
 
 
 # ------------------------------------------------------------------------------- outcomes
@@ -287,6 +301,7 @@ class _Env:
         return None
 
 
+@functools.lru_cache(maxsize=4)
 def _supported(calendar: WorkingCalendar) -> tuple[dt.datetime, dt.datetime]:
     return (
         dt.datetime(calendar.first_year, 1, 1, tzinfo=CST),

@@ -105,15 +105,7 @@ class Worker:
         self.consumer: AIOKafkaConsumer | None = None
         self.calendar: WorkingCalendar | None = None
         self.relay: OutboxRelay | None = None
-        self.config = PipelineConfig(
-            topic_channels=settings.topic_channels(),
-            region_prefix=settings.region,
-            result_topic=settings.result_topic,
-            dead_letter_topic=settings.dead_letter_topic,
-            group_id=settings.group_id,
-            working_days=settings.deadline_working_days,
-            max_skew=dt.timedelta(seconds=settings.max_clock_skew_seconds),
-        )
+        self.config = PipelineConfig.from_settings(settings)
 
     async def refresh_calendar(self) -> WorkingCalendar:
         assert self.pool is not None
