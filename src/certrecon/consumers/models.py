@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -50,7 +49,7 @@ from pydantic_core import PydanticCustomError
 from certrecon.calendar.model import FIRST_YEAR, LAST_YEAR
 from certrecon.domain import CST, Certification, Channel, FaceMatch, IdType, Method, Person
 from certrecon.ids import id_number_problems, normalise_id_number
-from certrecon.text import NAME_CONTROL, name_problem
+from certrecon.text import NAME_CONTROL, is_hidden, name_problem
 
 __all__ = [
     "CERTIFICATION_ID_PATTERN",
@@ -216,19 +215,14 @@ def certified_at_problems(parsed: dt.datetime, ctx: DecodeContext) -> list[str]:
     return problems
 
 
-_NOT_ECHOED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-"""Unicode categories never copied out of an invalid message: controls (NUL included,
-which PostgreSQL text refuses), format characters (bidi overrides, zero-width), surrogates,
-private-use and unassigned code points, line and paragraph separators."""
-
-
 def echo_text(value: object, limit: int = 64) -> str | None:
     """``value`` when it may be copied from an invalid message into a result or a column:
-    a string of at most ``limit`` characters, none of them in ``_NOT_ECHOED``; else
-    ``None``."""
+    a string of at most ``limit`` characters with no hidden character
+    (:func:`certrecon.text.is_hidden`: controls, NUL included, which PostgreSQL text
+    refuses; bidi and zero-width format characters; separators; surrogates); else ``None``."""
     if not isinstance(value, str) or len(value) > limit:
         return None
-    if any(unicodedata.category(c) in _NOT_ECHOED for c in value):
+    if not value.isprintable() and any(is_hidden(c) for c in value):
         return None
     return value
 
