@@ -45,6 +45,10 @@ class DatabaseUnavailableError(CertreconError):
     retriable = True
 
 
+class ConnectionLostError(DatabaseUnavailableError):
+    """The PostgreSQL connection died under an operation, whatever asyncpg raised for it."""
+
+
 class BrokerUnavailableError(CertreconError):
     """The Kafka broker could not be reached or refused a request; trying again may help."""
 

@@ -9,9 +9,10 @@ certificate is an :class:`AuthenticationError` at once, never retried.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +24,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from certrecon.errors import AuthenticationError, ConfigurationError, DatabaseUnavailableError
+from certrecon.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectionLostError,
+    DatabaseUnavailableError,
+)
 from certrecon.transport import Secret
 
 if TYPE_CHECKING:
@@ -42,6 +48,7 @@ RETRIABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    ConnectionLostError,
 )
 
 
@@ -143,6 +150,26 @@ def refused_data_state(exc: BaseException) -> str | None:
         if state[:2] in REFUSED_DATA_CLASSES:
             return state
     return None
+
+
+@contextlib.asynccontextmanager
+async def losing_connection_is_retriable(conn: Conn) -> AsyncIterator[Conn]:
+    """Re-raise any error from the block as :class:`ConnectionLostError` when the
+    connection is closed by then.
+
+    A server shutting down under an open transaction can surface as an asyncpg protocol
+    error ("another operation is in progress") or an InterfaceError on the rollback, neither
+    of which says "connection lost"; a closed connection does.
+    """
+    try:
+        yield conn
+    except Exception as exc:
+        if conn.is_closed() and not is_retriable_db_error(exc):
+            # The type only: an asyncpg message may quote a query parameter.
+            raise ConnectionLostError(
+                f"the connection to PostgreSQL was lost ({type(exc).__name__})"
+            ) from exc
+        raise
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

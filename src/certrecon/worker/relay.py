@@ -36,7 +36,7 @@ from aiokafka.errors import (
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from certrecon.logs import get_logger
-from certrecon.store.db import is_retriable_db_error
+from certrecon.store.db import is_retriable_db_error, losing_connection_is_retriable
 from certrecon.store.results import OutboxFailure, record_outbox_failures
 from certrecon.worker.kafka import is_retriable_kafka_error
 
@@ -143,7 +143,11 @@ class OutboxRelay:
 
     async def _relay_once(self) -> RelayReport:
         transient: BaseException | None = None
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with (
+            self._pool.acquire() as conn,
+            losing_connection_is_retriable(conn),
+            conn.transaction(),
+        ):
             rows = await conn.fetch(_CLAIM, self._batch_size)
             if not rows:
                 return RelayReport(0, {})

@@ -309,7 +309,7 @@ class Worker:
         assert self.calendar is not None
         async for attempt in _db_retry():
             with attempt:
-                async with self.pool.acquire() as conn:
+                async with self.pool.acquire() as conn, db.losing_connection_is_retriable(conn):
                     return await prepare_batch(
                         conn,
                         records,
@@ -328,7 +328,7 @@ class Worker:
         async def commit(part: PreparedBatch) -> BatchReport:
             async for attempt in _db_retry():
                 with attempt:
-                    async with pool.acquire() as conn:
+                    async with pool.acquire() as conn, db.losing_connection_is_retriable(conn):
                         return await commit_batch(conn, part, config=self.config, keep=keep)
             raise AssertionError("unreachable")  # pragma: no cover
 
