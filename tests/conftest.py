@@ -13,11 +13,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from hypothesis import settings
 
 from certrecon.embedded.broker import EmbeddedBroker
 from certrecon.embedded.postgres import EmbeddedPostgres
 from certrecon.store import db
 from certrecon.store.migrations import migrate
+
+# No time limit per example: the tests share two cores with other work, and how long an
+# example takes is for the benchmarks to say, never a test.
+settings.register_profile("certrecon", deadline=None)
+settings.load_profile("certrecon")
 
 
 @pytest.fixture(scope="session")

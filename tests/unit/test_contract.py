@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 
 from certrecon.calendar import Deadline, compute_deadline, default_calendar
 from certrecon.consumers import Invalid, Valid
+from certrecon.consumers.dead_letter import MAX_VALUE_BYTES as MAX_DEAD_LETTER_VALUE
 from certrecon.contract import (
     SCHEMA_NAMES,
     UnknownSchemaError,
@@ -29,7 +30,7 @@ from certrecon.errors import CalendarError, InputError
 from certrecon.reconcile import decide
 from certrecon.results import DECIDED_BY_RULES, ResultMessage
 from certrecon.store.sla import Alert, SlaLevel
-from certrecon.worker.pipeline import MAX_DEAD_LETTER_VALUE, DeadLetter, Inbound, PipelineConfig
+from certrecon.worker.pipeline import DeadLetter, Inbound, PipelineConfig
 from tests.unit.test_decode import RECEIVED, run, timestamps, valid_messages
 
 CHANNELS = [c.value for c in Channel]
@@ -129,7 +130,7 @@ def test_every_rule_the_schemas_use_has_its_own_text() -> None:
     # schema without a text would fall back to jsonschema's wording, which quotes values.
     worded = {
         "type", "const", "enum", "pattern", "format", "minLength", "maxLength", "minimum",
-        "minItems", "not", "required", "additionalProperties",
+        "minItems", "maxItems", "not", "required", "additionalProperties",
     }  # fmt: skip
     structural = {
         "$schema", "$id", "$ref", "$defs", "title", "description", "default", "properties",
@@ -446,6 +447,8 @@ def test_the_dead_letter_schema_is_not_vacuous() -> None:
         ("partition", -1),
         ("key", "not base64!"),
         ("errors", []),
+        ("errors", ["message: x"] * 33),
+        ("errors", ["message: " + "x" * 500]),
         ("timestamp", "1970-01-01T00:00:00Z"),
         ("timestamp_ms", None),
         ("certification_id", "RZ 1"),

@@ -1,7 +1,7 @@
 """The whole per-record path, decode → validate → deadline → rules → result encoding, under
 generated and mutated input: every record ends as exactly one of a result, a review item
-or a dead letter, and nothing it produces can be refused downstream (by the result schema,
-PostgreSQL text and jsonb columns, or the broker's message size).
+or a dead letter, and nothing it produces can be refused downstream (by the shipped result
+and dead-letter schemas, PostgreSQL text and jsonb columns, or the broker's message size).
 
 The roster lookup is an in-memory mapping: the path is pure.
 """
@@ -15,7 +15,6 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import jsonschema
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -30,6 +29,7 @@ from certrecon.calendar import (
 )
 from certrecon.consumers.dead_letter import MAX_DEAD_LETTER_BYTES, MAX_KEY_BYTES
 from certrecon.contract import example_bytes, load_schema
+from certrecon.contract.validate import check_bytes
 from certrecon.domain import Channel, Outcome, RosterRecord, RosterStatus
 from certrecon.settings import Settings
 from certrecon.synthetic import certification_message, make_roster
@@ -49,9 +49,6 @@ CONFIG = PipelineConfig.from_settings(Settings())
 TOPIC_OF = {c: t for t, c in CONFIG.topic_channels.items()}
 NOW = dt.datetime(2026, 9, 30, 3, 0, tzinfo=dt.UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
-RESULT_SCHEMA = jsonschema.Draft202012Validator(
-    load_schema("result"), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-)
 PEOPLE = make_roster(40, seed=5)
 
 
@@ -186,8 +183,8 @@ def _check_row(row: CertificationRow, calendar: WorkingCalendar) -> None:
 
 def _check_result(answered: Answered) -> dict[str, Any]:
     payload = answered.result.payload
+    assert check_bytes("result", payload) == []
     document: dict[str, Any] = json.loads(payload)
-    RESULT_SCHEMA.validate(document)
     assert b"\\u0000" not in payload  # jsonb refuses it
     assert document["certification_id"] == answered.row.certification_id
     assert document["result_id"] == f"{answered.row.certification_id}:1"
@@ -222,6 +219,7 @@ def check(outcome: RecordOutcome, record: Inbound, calendar: WorkingCalendar) ->
         assert message.kind == "dead_letter"
         assert message.message_id == f"{record.topic}:{record.partition}:{record.offset}"
         assert len(message.key or b"") + len(message.payload) <= MAX_DEAD_LETTER_BYTES
+        assert check_bytes("dead-letter", message.payload) == []
         letter = json.loads(message.payload)
         assert letter["errors"]
         assert (letter["partition"], letter["offset"]) == (record.partition, record.offset)

@@ -164,6 +164,8 @@ def _text(rule: str, value: Any, error: ValidationError) -> str:
         return f"must be at least {value}"
     if rule == "minItems":
         return f"must have at least {value} item{'s' if value != 1 else ''}"
+    if rule == "maxItems":
+        return f"must have at most {value} item{'s' if value != 1 else ''}"
     if rule == "not" and isinstance(value, dict) and "const" in value:
         return f"must not be {_json(value['const'])}"
     # Not used by the shipped schemas; jsonschema's own text, cut short.
