@@ -256,7 +256,7 @@ def _examples(n: int, *, shrink: bool = True) -> settings:
 # --------------------------------------------------------------------------- the properties
 
 
-@_examples(150, shrink=False)
+@_examples(100, shrink=False)
 @given(
     document=from_schema(load_schema("certification")),
     channel=st.sampled_from(Channel),
@@ -274,7 +274,7 @@ def test_messages_generated_from_the_shipped_schema(
     run(_inbound(_encode(document), channel, ts, b"k"), roster, at)
 
 
-@_examples(150, shrink=False)
+@_examples(100, shrink=False)
 @given(
     document=from_schema(load_schema("certification")),
     person=st.sampled_from(PEOPLE),
@@ -317,7 +317,7 @@ def _left_open_by_the_schema(document: dict[str, Any]) -> tuple[str, ...]:
     return tuple(allowed)
 
 
-@_examples(300)
+@_examples(200)
 @given(
     body=valid_bodies(),
     data=st.data(),
@@ -350,7 +350,7 @@ def test_byte_mutations_of_valid_messages(
     run(_inbound(bytes(raw), channel, ts, key), roster)
 
 
-@_examples(300)
+@_examples(200)
 @given(
     body=valid_bodies(),
     field=st.sampled_from(
@@ -384,7 +384,7 @@ def test_odd_unicode_in_any_field(
     run(_inbound(_encode(body), Channel(body["channel"]), NOW_MS, b"k"), roster)
 
 
-@_examples(200)
+@_examples(150)
 @given(
     body=valid_bodies(),
     certified_at=extreme_times,
@@ -406,7 +406,7 @@ def test_extreme_dates_and_clocks(
         assert FIRST_YEAR <= year <= LAST_YEAR
 
 
-@_examples(200)
+@_examples(100)
 @given(
     body=valid_bodies(),
     field=st.sampled_from(["schema_version", "certification_id", "insured_region", "extra"]),
