@@ -4,8 +4,9 @@
 
 Generates rows server-side (generate_series) shaped like the worker's, in batches of
 2,000 and one transaction per statement and batch, exactly the writes the worker makes
-for one qualified certification: certification, decision, result, outbox row, and the
-relay's two updates. Prints microseconds per certification for each statement and the
+for one qualified certification: certification, decision, result, outbox row (with the
+ledger's digests and, at each commit, its chain link), and the relay's acknowledgement rows
+and cursor move. Prints microseconds per certification for each statement and the
 rate PostgreSQL alone can sustain on one connection.
 
 Uses CERTRECON_DATABASE_URL when set (a scratch database: it writes rows), else an
@@ -46,31 +47,29 @@ STATEMENTS = [
         "decision",
         """INSERT INTO decision SELECT 'C'||g, 'qualified', null, '认证通过', 'qualified',
            '2026.1', '{"status":"active","first_paid_on":"2010-01-01","local_date":"2026-11-27",
-           "cycle":2026,"region_prefix":"11","face_match":"pass"}'::jsonb, now()
+           "cycle":2026,"region_prefix":"11","face_match":"pass"}'::jsonb, now(), 1
            FROM generate_series($1::int, $2::int) g""",
     ),
     (
         "result",
-        f"""INSERT INTO result SELECT 'C'||g, 1, 'C'||g||':1', 'qualified', '认证通过', now(),
-            'rules', null, ('{RESULT}')::jsonb FROM generate_series($1::int, $2::int) g""",
+        """INSERT INTO result SELECT 'C'||g, 1, 'C'||g||':1', 'qualified', '认证通过', now(),
+           'rules', null, null FROM generate_series($1::int, $2::int) g""",
     ),
     (
         "outbox",
-        """INSERT INTO outbox (message_id, kind, topic, key, payload)
-           SELECT 'C'||g||':1', 'result', 'results', '11010519491231002X'::bytea,
-           convert_to(repeat('y', 300), 'UTF8') FROM generate_series($1::int, $2::int) g""",
+        f"""INSERT INTO outbox (message_id, kind, topic, key, payload)
+            SELECT 'C'||g||':1', 'result', 'results', '11010519491231002X'::bytea,
+            convert_to('{RESULT}', 'UTF8') FROM generate_series($1::int, $2::int) g""",
     ),
     (
-        "relay: mark sent",
-        """UPDATE outbox SET sent_at = now() WHERE id IN (
-             SELECT id FROM outbox WHERE sent_at IS NULL ORDER BY id
-             LIMIT ($2::int - $1::int + 1) FOR UPDATE SKIP LOCKED)""",
-    ),
-    (
-        "relay: mark returned",
-        """UPDATE certification SET returned_at = now(), on_time = true
-           WHERE certification_id IN (SELECT 'C'||g FROM generate_series($1::int, $2::int) g)
-             AND returned_at IS NULL""",
+        "relay: acknowledgements",
+        """WITH acked AS (
+             INSERT INTO outbox_ack (message_id, acked_at)
+             SELECT 'C'||g||':1', now() FROM generate_series($1::int, $2::int) g
+             RETURNING message_id)
+           UPDATE relay_cursor SET last_xid = pg_current_xact_id(), last_id = (
+             SELECT max(o.id) FROM outbox o JOIN acked a USING (message_id))
+           WHERE name = 'outbox'""",
     ),
 ]
 

@@ -137,9 +137,9 @@ async def wait_until_settled(conn: Conn, expected: int) -> None:
             SELECT
               (SELECT count(*) FROM certification c
                 WHERE EXISTS (SELECT 1 FROM result r WHERE r.certification_id = c.certification_id)
-                   OR EXISTS (SELECT 1 FROM review_queue q
+                   OR EXISTS (SELECT 1 FROM review_item q
                                WHERE q.certification_id = c.certification_id)) AS settled,
-              (SELECT count(*) FROM outbox WHERE sent_at IS NULL) AS pending
+              (SELECT count(*) FROM outbox_backlog) AS pending
             """
         )
         assert row is not None
@@ -166,7 +166,7 @@ async def summarise(conn: Conn) -> Summary:
         SELECT c.channel, coalesce(r.outcome, 'review:' || q.reason) AS outcome, count(*) AS n
         FROM certification c
         LEFT JOIN result r ON r.certification_id = c.certification_id AND r.revision = 1
-        LEFT JOIN review_queue q ON q.certification_id = c.certification_id
+        LEFT JOIN review_item q ON q.certification_id = c.certification_id
         GROUP BY 1, 2
         """
     )
@@ -179,15 +179,17 @@ async def summarise(conn: Conn) -> Summary:
     reviews = await conn.fetch(
         """
         SELECT q.certification_id, q.reason, c.id_number, c.due_date, c.channel
-        FROM review_queue q JOIN certification c USING (certification_id)
-        WHERE q.closed_at IS NULL ORDER BY c.deadline, q.certification_id
+        FROM review_item q JOIN certification c USING (certification_id)
+        WHERE NOT EXISTS (SELECT 1 FROM staff_decision s
+                          WHERE s.certification_id = q.certification_id)
+        ORDER BY c.deadline, q.certification_id
         """
     )
     counts = await conn.fetchrow(
         """
         SELECT count(*) FILTER (WHERE kind = 'dead_letter') AS dead,
                count(*) FILTER (WHERE kind = 'result') AS results
-        FROM outbox WHERE sent_at IS NOT NULL
+        FROM outbox o JOIN outbox_ack a USING (message_id)
         """
     )
     # A name that differs from the roster: the most telling answer to look at afterwards.

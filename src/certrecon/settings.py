@@ -33,6 +33,7 @@ class _Defaults:
     result_topic = "mohrss.certification-result"
     dead_letter_topic = "certrecon.dead-letter"
     sla_alert_topic = "certrecon.sla-alert"
+    audit_checkpoint_topic = "certrecon.audit-checkpoint"
     group_id = "certrecon"
 
 
@@ -50,6 +51,8 @@ class Settings:
     result_topic: str = _Defaults.result_topic
     dead_letter_topic: str = _Defaults.dead_letter_topic
     sla_alert_topic: str = _Defaults.sla_alert_topic
+    audit_checkpoint_topic: str = _Defaults.audit_checkpoint_topic
+    audit_checkpoint_seconds: float = 3600.0
     group_id: str = _Defaults.group_id
     create_topics: bool = True
     topic_partitions: int = 6
@@ -76,6 +79,7 @@ class Settings:
             self.result_topic,
             self.dead_letter_topic,
             self.sla_alert_topic,
+            self.audit_checkpoint_topic,
         ]
 
     def topic_channels(self) -> dict[str, Channel]:
@@ -113,6 +117,9 @@ class Settings:
                 "CERTRECON_TOPIC_DEAD_LETTER", _D.dead_letter_topic
             ),
             "CERTRECON_TOPIC_SLA_ALERT": r.topic("CERTRECON_TOPIC_SLA_ALERT", _D.sla_alert_topic),
+            "CERTRECON_TOPIC_AUDIT_CHECKPOINT": r.topic(
+                "CERTRECON_TOPIC_AUDIT_CHECKPOINT", _D.audit_checkpoint_topic
+            ),
         }
         seen = set(topics.values())
         for name, topic in outputs.items():
@@ -134,6 +141,10 @@ class Settings:
             result_topic=outputs["CERTRECON_TOPIC_RESULT"],
             dead_letter_topic=outputs["CERTRECON_TOPIC_DEAD_LETTER"],
             sla_alert_topic=outputs["CERTRECON_TOPIC_SLA_ALERT"],
+            audit_checkpoint_topic=outputs["CERTRECON_TOPIC_AUDIT_CHECKPOINT"],
+            audit_checkpoint_seconds=r.seconds(
+                "CERTRECON_AUDIT_CHECKPOINT_SECONDS", 3600.0, 31 * 86_400.0
+            ),
             group_id=group_id,
             create_topics=r.flag("CERTRECON_CREATE_TOPICS", True),
             topic_partitions=r.integer("CERTRECON_TOPIC_PARTITIONS", 6, 1, 10_000),

@@ -103,9 +103,7 @@ async def _all_answered_then_stop(conn: asyncpg.Connection, proc: subprocess.Pop
     """Wait until every certification has a published result, then stop the worker the
     way a supervisor does; it must exit 0."""
     await wait_for(conn, "SELECT count(*) FROM result", lambda n: n == COUNT, timeout=180)
-    await wait_for(
-        conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL", lambda n: n == 0, timeout=60
-    )
+    await wait_for(conn, "SELECT count(*) FROM outbox_backlog", lambda n: n == 0, timeout=60)
     proc.send_signal(signal.SIGTERM)
     assert await _wait_process(proc, 60) == 0
 

@@ -56,9 +56,7 @@ async def test_the_worker_rides_out_a_database_restart(
             conn = await db.connect(pg.dsn)
             try:
                 await wait_for(conn, "SELECT count(*) FROM result", lambda n: n == 400, timeout=90)
-                await wait_for(
-                    conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL", lambda n: n == 0
-                )
+                await wait_for(conn, "SELECT count(*) FROM outbox_backlog", lambda n: n == 0)
             finally:
                 await conn.close()
             assert worker.state.started

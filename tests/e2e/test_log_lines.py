@@ -76,9 +76,7 @@ async def test_stderr_is_json_lines_through_a_database_outage(
         conn = await db.connect(pg.dsn)
         try:
             await wait_for(conn, "SELECT count(*) FROM result", lambda n: n == 200, timeout=120)
-            await wait_for(
-                conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL", lambda n: n == 0
-            )
+            await wait_for(conn, "SELECT count(*) FROM outbox_backlog", lambda n: n == 0)
         finally:
             await conn.close()
         proc.send_signal(signal.SIGTERM)

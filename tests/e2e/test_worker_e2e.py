@@ -129,12 +129,14 @@ async def test_every_outcome_over_the_wire(fresh_database: str, kafka_bootstrap:
     try:
         queued = {
             r["certification_id"]: r["reason"]
-            for r in await conn.fetch("SELECT certification_id, reason FROM review_queue")
+            for r in await conn.fetch("SELECT certification_id, reason FROM review_item")
         }
         assert queued == {"D1": "deceased", "P1": "imprisoned"}
-        assert await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+        assert await conn.fetchval("SELECT count(*) FROM outbox_backlog") == 0
         returned = await conn.fetchval(
-            "SELECT count(*) FROM certification WHERE returned_at IS NOT NULL AND on_time"
+            "SELECT count(*) FROM certification_return r"
+            " JOIN certification_deadline d USING (certification_id)"
+            " WHERE r.returned_at < d.deadline"
         )
         assert returned == 11
     finally:
@@ -160,9 +162,7 @@ async def test_redelivery_is_ignored_and_a_conflicting_duplicate_is_dead_lettere
         async with running_worker(settings, fresh_database, kafka_bootstrap):
             results = await read_topic(kafka_bootstrap, settings.result_topic, at_least=1)
             dead = await read_topic(kafka_bootstrap, settings.dead_letter_topic, at_least=1)
-            await wait_for(
-                conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL", lambda n: n == 0
-            )
+            await wait_for(conn, "SELECT count(*) FROM outbox_backlog", lambda n: n == 0)
         assert [json.loads(r.value)["result_id"] for r in results] == ["DUP1:1"]
         assert json.loads(results[0].value)["id_number"] == people[0].id_number
         assert len(dead) == 1
@@ -198,9 +198,7 @@ async def test_restart_resumes_from_offsets_stored_in_postgres(
         await produce(kafka_bootstrap, second)
         async with running_worker(settings, fresh_database, kafka_bootstrap):
             await wait_for(conn, "SELECT count(*) FROM result", lambda n: n == 40)
-            await wait_for(
-                conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL", lambda n: n == 0
-            )
+            await wait_for(conn, "SELECT count(*) FROM outbox_backlog", lambda n: n == 0)
         results = await read_topic(kafka_bootstrap, settings.result_topic, at_least=40)
         ids = [json.loads(r.value)["result_id"] for r in results]
         assert len(ids) == len(set(ids)) == 40

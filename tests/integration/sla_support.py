@@ -34,7 +34,8 @@ async def add_certification(
     valid: bool = True,
     offset: int = 0,
 ) -> None:
-    """Store a certification as the pipeline would, its deadline from ``calendar``."""
+    """Store a certification, its deadline from ``calendar``; with ``returned_at``, also a
+    first result acknowledged then."""
     deadline = compute_deadline(certified_at, calendar or default_calendar())
     raw = json.dumps(
         {
@@ -55,9 +56,8 @@ async def add_certification(
         INSERT INTO certification (
             certification_id, channel, topic, kafka_partition, kafka_offset, id_number, valid,
             certified_at, certified_at_raw, local_date, due_date, deadline, provisional,
-            content_sha256, raw, received_at, returned_at, on_time)
-        VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $7, $15,
-                CASE WHEN $15::timestamptz IS NULL THEN NULL ELSE $15 < $11 END)
+            content_sha256, raw, received_at)
+        VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $7)
         """,
         certification_id,
         channel,
@@ -73,7 +73,37 @@ async def add_certification(
         deadline.provisional,
         hashlib.sha256(raw).digest(),
         raw,
-        returned_at,
+    )
+    if returned_at is not None:
+        await return_result(conn, certification_id, returned_at)
+
+
+async def return_result(
+    conn: asyncpg.Connection, certification_id: str, at: dt.datetime, outcome: str = "qualified"
+) -> None:
+    """A first result, published and acknowledged at ``at``."""
+    result_id = f"{certification_id}:1"
+    async with conn.transaction():
+        await conn.execute(
+            """
+            INSERT INTO result (certification_id, revision, result_id, outcome, reason,
+                                decided_at, decided_by)
+            VALUES ($1, 1, $2, $3, 'test', $4, 'rules')
+            """,
+            certification_id,
+            result_id,
+            outcome,
+            at,
+        )
+        await conn.execute(
+            """
+            INSERT INTO outbox (message_id, kind, topic, key, payload)
+            VALUES ($1, 'result', 'mohrss.certification-result', NULL, '{}')
+            """,
+            result_id,
+        )
+    await conn.execute(
+        "INSERT INTO outbox_ack (message_id, acked_at) VALUES ($1, $2)", result_id, at
     )
 
 
@@ -93,7 +123,7 @@ async def queue_for_review(
         at,
     )
     await conn.execute(
-        "INSERT INTO review_queue (certification_id, reason, queued_at) VALUES ($1, $2, $3)",
+        "INSERT INTO review_item (certification_id, reason, queued_at) VALUES ($1, $2, $3)",
         certification_id,
         reason,
         at,

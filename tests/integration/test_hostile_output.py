@@ -28,7 +28,7 @@ def _setup(dsn: str) -> None:
             # As if stored before names were checked: the database keeps what it received.
             await conn.execute(
                 """
-                INSERT INTO roster (id_number, name, benefit_type, status, first_paid_on,
+                INSERT INTO roster_version (id_number, name, benefit_type, status, first_paid_on,
                                     insured_region)
                 VALUES ($1, $2, $3, 'active', '2010-01-01', '110105')
                 """,

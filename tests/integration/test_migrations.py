@@ -11,15 +11,21 @@ from certrecon.store.migrations import load_migrations, migrate
 
 EXPECTED_TABLES = {
     "schema_migration",
-    "roster",
+    "roster_version",
     "certification",
     "decision",
     "result",
-    "review_queue",
+    "review_item",
+    "staff_decision",
+    "deadline_revision",
     "outbox",
+    "outbox_ack",
+    "relay_cursor",
     "consumer_offset",
-    "calendar_override",
-    "calendar_published_year",
+    "calendar_override_event",
+    "calendar_publication_event",
+    "ledger_entry",
+    "ledger_link",
 }
 
 

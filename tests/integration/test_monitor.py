@@ -278,7 +278,7 @@ async def test_deadlines_are_recomputed_when_the_schedule_arrives(
     rows = {
         r["certification_id"]: (r["due_date"], r["deadline"], r["provisional"])
         for r in await conn.fetch(
-            "SELECT certification_id, due_date, deadline, provisional FROM certification"
+            "SELECT certification_id, due_date, deadline, provisional FROM certification_deadline"
         )
     }
     assert rows["R1"] == (dt.date(2027, 1, 6), cst(2027, 1, 7), False)
@@ -302,7 +302,7 @@ async def test_an_override_on_a_published_year_moves_affected_deadlines(
         await monitor.tick(a)
     finally:
         await monitor.close()
-    rows = await conn.fetch("SELECT certification_id, due_date FROM certification")
+    rows = await conn.fetch("SELECT certification_id, due_date FROM certification_deadline")
     due = {r["certification_id"]: r["due_date"] for r in rows}
     assert due == {"O1": dt.date(2024, 6, 12), "O2": dt.date(2024, 6, 19)}
 

@@ -58,10 +58,10 @@ async def test_alerts_metrics_and_a_late_staff_decision_through_the_worker(
             # OK1 is answered by the rules; DEAD1 waits for a person.
             await wait_for(
                 conn,
-                "SELECT count(*) FROM certification WHERE returned_at IS NOT NULL",
+                "SELECT count(*) FROM certification_return",
                 lambda n: n == 1,
             )
-            await wait_for(conn, "SELECT count(*) FROM review_queue", lambda n: n == 1)
+            await wait_for(conn, "SELECT count(*) FROM review_item", lambda n: n == 1)
             ready = await wait_for_http(port, "/readyz", 200)
             assert ready["status"] == "ready"
 
@@ -100,7 +100,9 @@ async def test_alerts_metrics_and_a_late_staff_decision_through_the_worker(
             )
             on_time = await wait_for(
                 conn,
-                "SELECT on_time FROM certification WHERE certification_id = 'DEAD1'",
+                "SELECT r.returned_at < d.deadline FROM certification_return r"
+                " JOIN certification_deadline d USING (certification_id)"
+                " WHERE certification_id = 'DEAD1'",
                 lambda v: v is not None,
             )
             assert on_time is False
@@ -161,7 +163,7 @@ async def test_two_replicas_and_a_restart_raise_each_alert_once(
         clock = Clock(real_now)
         async with running_worker(settings, fresh_database, kafka_bootstrap, clock=clock):
             async with running_worker(settings, fresh_database, kafka_bootstrap, clock=clock):
-                await wait_for(conn, "SELECT count(*) FROM review_queue", lambda n: n == 3)
+                await wait_for(conn, "SELECT count(*) FROM review_item", lambda n: n == 3)
                 clock.now = dt.datetime.combine(due.due_date, dt.time(9, 0), CST)
                 await wait_for(conn, "SELECT count(*) FROM sla_alert", lambda n: n == 3)
                 # Both replicas keep ticking in the at-risk window.
@@ -171,9 +173,7 @@ async def test_two_replicas_and_a_restart_raise_each_alert_once(
             await wait_for(conn, "SELECT count(*) FROM sla_alert", lambda n: n == 6)
         async with running_worker(settings, fresh_database, kafka_bootstrap, clock=clock):
             await asyncio.sleep(0.5)
-            await wait_for(
-                conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL", lambda n: n == 0
-            )
+            await wait_for(conn, "SELECT count(*) FROM outbox_backlog", lambda n: n == 0)
         alerts = await read_topic(kafka_bootstrap, settings.sla_alert_topic, at_least=6)
         ids = sorted(json.loads(r.value)["alert_id"] for r in alerts)
         assert ids == sorted(f"R{i}:{level}" for i in range(3) for level in ("at_risk", "breached"))

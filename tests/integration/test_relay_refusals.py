@@ -115,6 +115,10 @@ async def test_a_refused_message_is_recorded_skipped_and_alerted(
         assert recorded[0]["reason"].startswith("MessageSizeTooLargeError")
         # The refused row is left as it was (facts are added, not changed), and not offered
         # again: the relay finds nothing more to do.
-        unsent = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        unsent = await conn.fetchval(
+            "SELECT count(*) FROM outbox o"
+            " WHERE NOT EXISTS (SELECT 1 FROM outbox_ack a WHERE a.message_id = o.message_id)"
+        )
         assert unsent == 1
+        assert await conn.fetchval("SELECT count(*) FROM outbox_backlog") == 0
     assert (await relay.relay_once()).handled == 0

@@ -53,8 +53,8 @@ def message(certification_id: str, certified_at: str, id_number: str = ID_NUMBER
 async def add_roster(conn: asyncpg.Connection, *, deceased_on: dt.date | None) -> None:
     await conn.execute(
         """
-        INSERT INTO roster (id_number, name, benefit_type, status, first_paid_on, deceased_on,
-                            insured_region)
+        INSERT INTO roster_version (id_number, name, benefit_type, status, first_paid_on,
+                                    deceased_on, insured_region)
         VALUES ($1, '张秀英', 'basic_pension', 'active', '2010-01-01', $2, '110105')
         """,
         ID_NUMBER,

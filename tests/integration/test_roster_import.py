@@ -3,15 +3,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import os
 import sys
 from pathlib import Path
 
 import asyncpg
 import pytest
+from click.testing import CliRunner
 
+from certrecon.cli import cli
+from certrecon.cli.commands import register
 from certrecon.domain import RosterRecord, RosterStatus
 from certrecon.errors import RosterImportError
+from certrecon.store import db
 from certrecon.store import roster as roster_store
 from certrecon.store.roster import ImportSummary, fetch_roster, import_roster
 from certrecon.synthetic import make_roster, write_roster_csv
@@ -22,8 +27,8 @@ async def _count(conn: asyncpg.Connection) -> int:
 
 
 async def _stamps(conn: asyncpg.Connection) -> dict[str, dt.datetime]:
-    rows = await conn.fetch("SELECT id_number, updated_at FROM roster")
-    return {row["id_number"]: row["updated_at"] for row in rows}
+    rows = await conn.fetch("SELECT id_number, recorded_at FROM roster")
+    return {row["id_number"]: row["recorded_at"] for row in rows}
 
 
 async def test_import_then_fetch_returns_the_same_records(conn: asyncpg.Connection) -> None:
@@ -198,3 +203,40 @@ async def test_cli_refuses_a_wrong_header(
     assert code == 2
     assert "line 1 must be the header id_number,name," in err
     assert await _count(conn) == 0
+
+
+def test_roster_show_gives_the_entry_as_it_was(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person = make_roster(1, seed=77)[0]
+
+    async def load(record: RosterRecord) -> dt.datetime:
+        conn = await db.connect(fresh_database)
+        try:
+            await import_roster(conn, [record])
+            at: dt.datetime = await conn.fetchval("SELECT max(recorded_at) FROM roster_version")
+            return at
+        finally:
+            await conn.close()
+
+    first = asyncio.run(load(person))
+    moved = dataclasses.replace(person, name="改名后", deceased_on=dt.date(2024, 5, 1))
+    second = asyncio.run(load(moved))
+    assert second > first
+    monkeypatch.setenv("CERTRECON_DATABASE_URL", fresh_database)
+    register(cli)
+    runner = CliRunner()
+    now = runner.invoke(cli, ["roster", "show", person.id_number, "--json"])
+    assert now.exit_code == 0, now.output
+    data = json.loads(now.output)
+    assert data["entry"]["name"] == "改名后"
+    assert [v["name"] for v in data["versions"]] == [person.name, "改名后"]
+    between = (first + (second - first) / 2).isoformat()
+    then = runner.invoke(cli, ["roster", "show", person.id_number, "--at", between, "--json"])
+    assert json.loads(then.output)["entry"]["name"] == person.name
+    before = runner.invoke(
+        cli, ["roster", "show", person.id_number, "--at", "2010-01-01T00:00:00+08:00"]
+    )
+    assert before.exit_code == 0
+    assert "no roster entry" in before.output
+    assert runner.invoke(cli, ["roster", "show", "11010519491231002X"]).exit_code == 2

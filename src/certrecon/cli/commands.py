@@ -6,6 +6,7 @@ import click
 
 
 def register(root: click.Group) -> None:
+    from certrecon.cli.audit_cmd import audit
     from certrecon.cli.calendar_cmd import calendar
     from certrecon.cli.contract_cmd import contract
     from certrecon.cli.demo_cmd import demo
@@ -15,6 +16,7 @@ def register(root: click.Group) -> None:
     from certrecon.cli.run_cmd import run
     from certrecon.cli.sla_cmd import sla
 
+    root.add_command(audit)
     root.add_command(calendar)
     root.add_command(contract)
     root.add_command(demo)

@@ -23,8 +23,12 @@ def load_settings() -> Settings:
 
 @contextlib.asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    """One migrated connection to the configured (or embedded) PostgreSQL."""
-    from certrecon.store.migrations import migrate
+    """One connection to the configured (or embedded) PostgreSQL, its schema current.
+
+    Pending migrations are applied when this login may (the schema owner); a
+    least-privilege login only checks that none is pending.
+    """
+    from certrecon.store.migrations import ensure_current
 
     dsn = settings.database_url
     with contextlib.ExitStack() as stack:
@@ -34,7 +38,7 @@ async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
             dsn = stack.enter_context(EmbeddedPostgres.under(settings.data_dir)).dsn
         conn = await db.connect(dsn, password=settings.database_password)
         try:
-            await migrate(conn)
+            await ensure_current(conn)
             yield conn
         finally:
             await conn.close()

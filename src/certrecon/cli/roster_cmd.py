@@ -112,3 +112,82 @@ def import_file(file: Path) -> None:
         f"{summary.updated} updated, {summary.unchanged} unchanged "
         f"(in {time.monotonic() - started:.1f} s)"
     )
+
+
+@roster.command("show")
+@click.argument("id_number")
+@click.option(
+    "--at", "at_text", default=None, help="Show the entry as it was at this RFC 3339 instant."
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts instead of text.")
+def show(id_number: str, at_text: str | None, as_json: bool) -> None:
+    """A person's roster entry as it is (or was at --at), with every version recorded.
+
+    Shows the real ID number and name you asked for; do not paste it into tickets.
+    """
+    import datetime as dt
+    import json
+
+    from certrecon.cli.inputs import parse_instant
+    from certrecon.cli.output import echo
+    from certrecon.cli.review_cmd import cst_text
+    from certrecon.ids import normalise_id_number
+    from certrecon.store.roster import RosterVersion, roster_history, version_at
+
+    settings = load_settings()
+    at = parse_instant(at_text) if at_text else dt.datetime.now(dt.UTC)
+    wanted = normalise_id_number(id_number)
+
+    async def go() -> list[RosterVersion]:
+        async with database(settings) as conn, conn.transaction(readonly=True):
+            return await roster_history(conn, wanted)
+
+    history = run_async(go)
+    current = version_at(history, at)
+
+    def as_dict(v: RosterVersion) -> dict[str, object]:
+        r = v.record
+        return {
+            "version": v.version,
+            "recorded_at": v.recorded_at.isoformat(),
+            "id_number": r.id_number,
+            "name": r.name,
+            "benefit_type": r.benefit_type,
+            "status": r.status.value,
+            "first_paid_on": r.first_paid_on.isoformat() if r.first_paid_on else None,
+            "deceased_on": r.deceased_on.isoformat() if r.deceased_on else None,
+            "imprisoned_from": r.imprisoned_from.isoformat() if r.imprisoned_from else None,
+            "imprisoned_until": r.imprisoned_until.isoformat() if r.imprisoned_until else None,
+            "insured_region": r.insured_region or None,
+        }
+
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "at": at.isoformat(),
+                    "entry": as_dict(current) if current else None,
+                    "versions": [as_dict(v) for v in history],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+    else:
+        if current is None:
+            echo(f"no roster entry for this ID number at {cst_text(at)}")
+        else:
+            fields = as_dict(current)
+            echo(
+                f"roster entry at {cst_text(at)} (version {current.version}, "
+                f"recorded {cst_text(current.recorded_at)}):"
+            )
+            for key, value in fields.items():
+                if key not in {"version", "recorded_at"}:
+                    echo(f"  {key:<16} {'' if value is None else value}")
+        if history:
+            echo(f"{len(history)} version(s):")
+            for v in history:
+                echo(f"  version {v.version} recorded {cst_text(v.recorded_at)}")
+    if not history:
+        sys.exit(2)

@@ -4,6 +4,11 @@ Operators add them when the State Council publishes a schedule before a holidays
 carries it: the days off and make-up working days (``calendar_override``), then the year
 itself declared official (``calendar_published_year``). They beat the holidays package and
 the shipped data.
+
+Both are ledgers of events: adding, replacing or removing an override, declaring or
+withdrawing a year, each is a new row (``calendar_override_event``,
+``calendar_publication_event``); the views ``calendar_override`` and
+``calendar_published_year`` show what is in force (the latest event per day or year).
 """
 
 from __future__ import annotations
@@ -64,10 +69,8 @@ async def add_override(conn: Conn, day: dt.date, working: bool, source: str) -> 
     _check_year(day.year)
     row = await conn.fetchrow(
         """
-        INSERT INTO calendar_override (day, working, source) VALUES ($1, $2, $3)
-        ON CONFLICT (day) DO UPDATE
-            SET working = EXCLUDED.working, source = EXCLUDED.source, created_at = now()
-        RETURNING day, working, source, created_at
+        INSERT INTO calendar_override_event (day, working, source) VALUES ($1, $2, $3)
+        RETURNING day, working, source, recorded_at AS created_at
         """,
         day,
         working,
@@ -78,13 +81,16 @@ async def add_override(conn: Conn, day: dt.date, working: bool, source: str) -> 
 
 
 async def remove_override(conn: Conn, day: dt.date) -> bool:
-    """Delete the override for ``day``; False when there was none."""
-    deleted = await conn.fetchval(
-        "WITH gone AS (DELETE FROM calendar_override WHERE day = $1 RETURNING 1) "
-        "SELECT count(*) FROM gone",
+    """Record that the override for ``day`` is removed; False when none was in force."""
+    removed = await conn.fetchval(
+        """
+        INSERT INTO calendar_override_event (day, working, source)
+        SELECT day, NULL, NULL FROM calendar_override WHERE day = $1
+        RETURNING 1
+        """,
         day,
     )
-    return bool(deleted)
+    return bool(removed)
 
 
 async def list_overrides(conn: Conn) -> list[StoredOverride]:
@@ -104,9 +110,8 @@ async def publish_year(conn: Conn, year: int, source: str) -> StoredPublishedYea
     _check_year(year)
     row = await conn.fetchrow(
         """
-        INSERT INTO calendar_published_year (year, source) VALUES ($1, $2)
-        ON CONFLICT (year) DO UPDATE SET source = EXCLUDED.source, created_at = now()
-        RETURNING year, source, created_at
+        INSERT INTO calendar_publication_event (year, published, source) VALUES ($1, true, $2)
+        RETURNING year, source, recorded_at AS created_at
         """,
         year,
         _check_source(source),
@@ -116,13 +121,16 @@ async def publish_year(conn: Conn, year: int, source: str) -> StoredPublishedYea
 
 
 async def unpublish_year(conn: Conn, year: int) -> bool:
-    """Withdraw the declaration for ``year``; False when there was none."""
-    deleted = await conn.fetchval(
-        "WITH gone AS (DELETE FROM calendar_published_year WHERE year = $1 RETURNING 1) "
-        "SELECT count(*) FROM gone",
+    """Record that ``year``'s declaration is withdrawn; False when none was in force."""
+    withdrawn = await conn.fetchval(
+        """
+        INSERT INTO calendar_publication_event (year, published, source)
+        SELECT year, false, NULL FROM calendar_published_year WHERE year = $1
+        RETURNING 1
+        """,
         year,
     )
-    return bool(deleted)
+    return bool(withdrawn)
 
 
 async def list_published_years(conn: Conn) -> list[StoredPublishedYear]:

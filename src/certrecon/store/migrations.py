@@ -3,6 +3,11 @@
 The files live in ``sql/`` at the repository root and are shipped inside the wheel as
 ``certrecon/sql``. Each file runs in its own transaction together with its bookkeeping row,
 under an advisory lock so that several processes starting at once apply each file once.
+
+Ledger tables refuse UPDATE, DELETE and TRUNCATE (``sql/0004_ledger.sql``); the refusal is
+lifted only for the transaction of a migration run here: :func:`migrate` sets
+``certrecon.migrating`` to that transaction's id (transaction-local) while it holds the
+migration lock, which is what the database checks.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 import asyncpg
 
 from certrecon.errors import MigrationError
+from certrecon.store.roles import ensure_roles
 
 _NAME = re.compile(r"^(?P<number>\d{4})_(?P<slug>[a-z0-9_]+)\.sql$")
 # An arbitrary constant shared by every certrecon process: the migration lock.
@@ -99,6 +105,9 @@ async def migrate(conn: asyncpg.Connection, directory: Path | None = None) -> li
             if migration.number in already:
                 continue
             async with conn.transaction():
+                await conn.execute(
+                    "SELECT set_config('certrecon.migrating', pg_current_xact_id()::text, true)"
+                )
                 await conn.execute(migration.sql)
                 await conn.execute(
                     "INSERT INTO schema_migration (number, name, checksum) VALUES ($1, $2, $3)",
@@ -107,6 +116,30 @@ async def migrate(conn: asyncpg.Connection, directory: Path | None = None) -> li
                     migration.checksum,
                 )
             done.append(migration.name)
+        await ensure_roles(conn)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return done
+
+
+async def pending(conn: asyncpg.Connection, directory: Path | None = None) -> list[str]:
+    """The migrations this version ships that the database does not have yet."""
+    done = await applied(conn)
+    return [m.name for m in load_migrations(directory) if m.number not in done]
+
+
+async def ensure_current(conn: asyncpg.Connection) -> list[str]:
+    """Migrate when something is pending, else only check; return the names applied now.
+
+    A least-privilege login (``certrecon_app`` and the others) reads the migration table
+    and goes on when the schema is current; only the schema owner can apply migrations.
+    """
+    if not await pending(conn):
+        return []
+    try:
+        return await migrate(conn)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise MigrationError(
+            "the database schema is not up to date and this login may not migrate it; "
+            "run `certrecon migrate` as the schema owner"
+        ) from exc

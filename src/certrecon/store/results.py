@@ -18,13 +18,12 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[
 ON CONFLICT (message_id) DO NOTHING
 """
 
+# The published bytes are stored once, in the outbox row whose message_id is the result_id.
 _INSERT_RESULTS = """
 INSERT INTO result (
-    certification_id, revision, result_id, outcome, reason, decided_at, decided_by, note,
-    payload)
-SELECT c, v, i, o, r, d, b, n, p::jsonb
-FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-            $7::text[], $8::text[], $9::text[]) AS t(c, v, i, o, r, d, b, n, p)
+    certification_id, revision, result_id, outcome, reason, decided_at, decided_by, note)
+SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],
+                     $6::timestamptz[], $7::text[], $8::text[])
 """
 
 
@@ -114,8 +113,8 @@ async def record_results(
 ) -> list[ResultMessage]:
     """Store result revisions and enqueue their messages, in the caller's transaction.
 
-    The stored payload is byte-for-byte what is published, so a re-send after a crash is
-    identical to the first send.
+    The outbox row (message_id = result_id) keeps the bytes published, so a re-send after a
+    crash is identical to the first send.
     """
     if not results:
         return []
@@ -138,7 +137,6 @@ async def _record_prepared(
         [r.decided_at for r in results],
         [r.decided_by for r in results],
         [r.note for r in results],
-        [p.decode("utf-8") for p in payloads],
     ]
     await conn.execute(_INSERT_RESULTS, *columns)
     await enqueue(

@@ -4,8 +4,11 @@ A staff decision is a result revision like any other: it goes through
 :func:`certrecon.store.results.record_results`, so it is published through the outbox with
 ``decided_by: staff:<operator id>``. The first result of a certification is revision 1; a
 staff correction of a result already produced is the next revision, and earlier revisions
-stay on record. The certification row is locked (``FOR NO KEY UPDATE``) while deciding, so
-two staff members deciding at once are serialised and cannot both claim a revision number.
+stay on record. Each decision is also a ``staff_decision`` row with the declared staff id
+and the authenticated database login (``session_user``). Deciding takes a transaction-level
+advisory lock per certification, so two staff members deciding at once are serialised and
+cannot both claim a revision number (the result's primary key would refuse the second).
+A review item is closed by the first staff decision after it; nothing is updated.
 """
 
 from __future__ import annotations
@@ -124,14 +127,34 @@ class CertificationFile:
     results: list[ResultRevision]
 
 
-_QUEUE = """
-SELECT q.certification_id, c.channel, c.id_number, q.reason, q.queued_at, c.due_date,
-       c.deadline, c.provisional, q.closed_at, q.outcome, q.decided_by
-FROM review_queue q JOIN certification c USING (certification_id)
-WHERE $1 OR q.closed_at IS NULL
-ORDER BY q.closed_at IS NOT NULL, c.deadline, q.certification_id
+# A review item with its deadline in force and the latest staff decision, if any.
+_ITEMS = """
+SELECT q.certification_id, c.channel, c.id_number, q.reason, q.queued_at, d.due_date,
+       d.deadline, d.provisional, s.closed_at, s.outcome, s.decided_by, s.note
+FROM review_item q
+JOIN certification c USING (certification_id)
+JOIN certification_deadline d USING (certification_id)
+LEFT JOIN LATERAL (
+    SELECT first.decided_at AS closed_at, latest.outcome, latest.decided_by, latest.note
+    FROM (SELECT decided_at FROM staff_decision f
+          WHERE f.certification_id = q.certification_id ORDER BY f.id LIMIT 1) first,
+         (SELECT outcome, decided_by, note FROM staff_decision l
+          WHERE l.certification_id = q.certification_id ORDER BY l.id DESC LIMIT 1) latest
+) s ON true
+"""
+
+_QUEUE = (
+    _ITEMS
+    + """
+WHERE $1 OR s.closed_at IS NULL
+ORDER BY s.closed_at IS NOT NULL, d.deadline, q.certification_id
 LIMIT $2
 """
+)
+
+_ITEM = _ITEMS + "WHERE q.certification_id = $1"
+
+_DECISION_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('certrecon.decide:' || $1, 0))"
 
 
 def _queue_item(r: asyncpg.Record) -> QueueItem:
@@ -161,9 +184,13 @@ async def show(conn: asyncpg.Connection, certification_id: str) -> Certification
     """One certification's full file; :class:`ReviewError` when it is unknown."""
     c = await conn.fetchrow(
         """
-        SELECT certification_id, channel, valid, id_number, certified_at_raw, local_date,
-               due_date, deadline, provisional, received_at, returned_at, on_time, raw
-        FROM certification WHERE certification_id = $1
+        SELECT c.certification_id, c.channel, c.valid, c.id_number, c.certified_at_raw,
+               c.local_date, d.due_date, d.deadline, d.provisional, c.received_at,
+               r.returned_at, r.returned_at < d.deadline AS on_time, c.raw
+        FROM certification c
+        JOIN certification_deadline d USING (certification_id)
+        LEFT JOIN certification_return r USING (certification_id)
+        WHERE c.certification_id = $1
         """,
         certification_id,
     )
@@ -190,25 +217,18 @@ async def show(conn: asyncpg.Connection, certification_id: str) -> Certification
         roster = dict(row) if row is not None else None
     d = await conn.fetchrow(
         """
-        SELECT outcome, review_reason, reason, rule, rule_version, evidence, decided_at
+        SELECT outcome, review_reason, reason, rule, rule_version, evidence, roster_version,
+               decided_at
         FROM decision WHERE certification_id = $1
         """,
         certification_id,
     )
-    q = await conn.fetchrow(
-        """
-        SELECT q.certification_id, c.channel, c.id_number, q.reason, q.queued_at, c.due_date,
-               c.deadline, c.provisional, q.closed_at, q.outcome, q.decided_by, q.note
-        FROM review_queue q JOIN certification c USING (certification_id)
-        WHERE q.certification_id = $1
-        """,
-        certification_id,
-    )
+    q = await conn.fetchrow(_ITEM, certification_id)
     results = await conn.fetch(
         """
         SELECT r.revision, r.result_id, r.outcome, r.reason, r.decided_at, r.decided_by,
-               r.note, o.sent_at
-        FROM result r LEFT JOIN outbox o ON o.message_id = r.result_id
+               r.note, a.acked_at AS sent_at
+        FROM result r LEFT JOIN outbox_ack a ON a.message_id = r.result_id
         WHERE r.certification_id = $1 ORDER BY r.revision
         """,
         certification_id,
@@ -293,11 +313,13 @@ async def decide(
     cleaned_note = note.strip() if note and note.strip() else None
     decided_by = f"staff:{staff_id}"
     async with conn.transaction():
+        await conn.execute(_DECISION_LOCK, certification_id)
         c = await conn.fetchrow(
             """
-            SELECT certification_id, channel, id_number, valid, certified_at_raw, due_date
-            FROM certification WHERE certification_id = $1
-            FOR NO KEY UPDATE
+            SELECT c.certification_id, c.channel, c.id_number, c.valid, c.certified_at_raw,
+                   d.due_date
+            FROM certification c JOIN certification_deadline d USING (certification_id)
+            WHERE c.certification_id = $1
             """,
             certification_id,
         )
@@ -350,15 +372,16 @@ async def decide(
         )
         await conn.execute(
             """
-            UPDATE review_queue
-            SET closed_at = COALESCE(closed_at, $2), outcome = $3, decided_by = $4, note = $5
-            WHERE certification_id = $1
+            INSERT INTO staff_decision (certification_id, result_id, outcome, decided_by, note,
+                                        decided_at)
+            VALUES ($1, $2, $3, $4, $5, $6)
             """,
             certification_id,
-            now,
+            message.result_id,
             outcome.value,
             decided_by,
             cleaned_note,
+            now,
         )
     return StaffDecision(
         DecisionStatus.RECORDED,

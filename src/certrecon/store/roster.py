@@ -1,18 +1,20 @@
-"""The local benefit roster in PostgreSQL: bulk import and look-up by ID number.
+"""The local benefit roster in PostgreSQL: bulk import, look-up by ID number, history.
 
-An import is one transaction: rows are streamed (binary COPY, in chunks) into a temporary
-table as they are read, checked there for repeated ID numbers, and merged into ``roster``
-with ``INSERT ... ON CONFLICT (id_number) DO UPDATE``, so readers see either the old roster
-or the new one, never half of it, and memory stays bounded whatever the file's size. A
-problem anywhere rolls everything back. Rows whose content did not change are not
-rewritten, which keeps a re-import of an unchanged file cheap and keeps ``updated_at``
-meaningful.
+The roster is a ledger of versions (``roster_version``): importing a person whose content
+changed adds a version; earlier versions stay, so the roster as it was at any instant can be
+shown, and every decision names the version it used. ``roster`` is a view of each person's
+latest version. An import is one transaction: rows are streamed (binary COPY, in chunks)
+into a temporary table as they are read, checked there for repeated ID numbers, and only
+new or changed people get a version, so readers see either the old roster or the new one,
+never half of it, memory stays bounded whatever the file's size, and re-importing an
+unchanged file adds nothing. A problem anywhere rolls everything back.
 
 In the database an unknown ``insured_region`` is NULL; in :class:`RosterRecord` it is ``""``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -52,9 +54,10 @@ CREATE TEMPORARY TABLE IF NOT EXISTS roster_import (
     good             boolean NOT NULL
 ) ON COMMIT DROP
 """
-_COUNT_EXISTING = (
-    "SELECT count(*) FROM roster_import i JOIN roster r ON r.id_number = i.id_number WHERE i.good"
-)
+_COUNT_EXISTING = """
+SELECT count(*) FROM roster_import i
+WHERE i.good AND EXISTS (SELECT 1 FROM roster_version v WHERE v.id_number = i.id_number)
+"""
 _COUNT_GOOD = "SELECT count(*) FROM roster_import WHERE good"
 _DUPLICATES = """
 SELECT line, first_line, count(*) OVER () AS total
@@ -64,39 +67,40 @@ WHERE line <> first_line
 ORDER BY line
 LIMIT $1
 """
-# Unchanged rows are skipped (the WHERE), so a re-import does not rewrite them.
+# Only new people and people whose content changed get a version.
 _MERGE = """
-INSERT INTO roster AS r (
+INSERT INTO roster_version (
     id_number, name, benefit_type, status, first_paid_on, deceased_on,
     imprisoned_from, imprisoned_until, insured_region
 )
-SELECT id_number, name, benefit_type, status, first_paid_on, deceased_on,
-       imprisoned_from, imprisoned_until, insured_region
-FROM roster_import
-WHERE good
-ON CONFLICT (id_number) DO UPDATE SET
-    name = EXCLUDED.name,
-    benefit_type = EXCLUDED.benefit_type,
-    status = EXCLUDED.status,
-    first_paid_on = EXCLUDED.first_paid_on,
-    deceased_on = EXCLUDED.deceased_on,
-    imprisoned_from = EXCLUDED.imprisoned_from,
-    imprisoned_until = EXCLUDED.imprisoned_until,
-    insured_region = EXCLUDED.insured_region,
-    updated_at = now()
-WHERE (r.name, r.benefit_type, r.status, r.first_paid_on, r.deceased_on,
-       r.imprisoned_from, r.imprisoned_until, r.insured_region)
-      IS DISTINCT FROM
-      (EXCLUDED.name, EXCLUDED.benefit_type, EXCLUDED.status, EXCLUDED.first_paid_on,
-       EXCLUDED.deceased_on, EXCLUDED.imprisoned_from, EXCLUDED.imprisoned_until,
-       EXCLUDED.insured_region)
+SELECT i.id_number, i.name, i.benefit_type, i.status, i.first_paid_on, i.deceased_on,
+       i.imprisoned_from, i.imprisoned_until, i.insured_region
+FROM roster_import i
+LEFT JOIN LATERAL (
+    SELECT * FROM roster_version v WHERE v.id_number = i.id_number
+    ORDER BY v.version DESC LIMIT 1
+) r ON true
+WHERE i.good
+  AND (r.id_number IS NULL
+       OR (r.name, r.benefit_type, r.status, r.first_paid_on, r.deceased_on,
+           r.imprisoned_from, r.imprisoned_until, r.insured_region)
+          IS DISTINCT FROM
+          (i.name, i.benefit_type, i.status, i.first_paid_on, i.deceased_on,
+           i.imprisoned_from, i.imprisoned_until, i.insured_region))
 """
 _FETCH = """
-SELECT id_number, name, benefit_type, status, first_paid_on, deceased_on,
-       imprisoned_from, imprisoned_until, insured_region
-FROM roster
-WHERE id_number = ANY($1::text[])
+SELECT id_number, name, benefit_type, status, first_paid_on, deceased_on, imprisoned_from,
+       imprisoned_until, insured_region, version, recorded_at
+FROM roster WHERE id_number = ANY($1::text[])
 """
+_HISTORY = """
+SELECT id_number, name, benefit_type, status, first_paid_on, deceased_on, imprisoned_from,
+       imprisoned_until, insured_region, version, recorded_at
+FROM roster_version WHERE id_number = $1 ORDER BY version
+"""
+# Imports of the roster run one after the other (an arbitrary constant shared by every
+# certrecon process); readers are never blocked.
+_IMPORT_LOCK = 0x6365_7274_726F_7374
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +193,8 @@ async def import_rows(
     """
     try:
         async with conn.transaction():
-            # SHARE ROW EXCLUSIVE excludes other writers (and other imports) but not
-            # readers, so the existing-row count below stays exact until commit.
-            await conn.execute("LOCK TABLE roster IN SHARE ROW EXCLUSIVE MODE")
+            # Imports one after the other, so the existing-row count below stays exact.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _IMPORT_LOCK)
             await conn.execute(_CREATE_STAGING)
             await conn.execute("TRUNCATE roster_import")
             staged = map(_staged, rows)
@@ -238,16 +241,20 @@ class _Rejected(Exception):
     """Rolls the import's transaction back; the problems say why."""
 
 
-async def fetch_roster(conn: Conn, id_numbers: Sequence[str]) -> dict[str, RosterRecord]:
-    """The roster entries for ``id_numbers`` (one query), keyed by ID number.
+@dataclass(frozen=True, slots=True)
+class RosterVersion:
+    """One version of a person's roster entry."""
 
-    ID numbers without an entry are simply absent from the result.
-    """
-    if not id_numbers:
-        return {}
-    rows = await conn.fetch(_FETCH, list(id_numbers))
-    return {
-        row["id_number"]: RosterRecord(
+    version: int
+    recorded_at: dt.datetime
+    record: RosterRecord
+
+
+def _version(row: asyncpg.Record) -> RosterVersion:
+    return RosterVersion(
+        version=row["version"],
+        recorded_at=row["recorded_at"],
+        record=RosterRecord(
             id_number=row["id_number"],
             name=row["name"],
             benefit_type=row["benefit_type"],
@@ -257,6 +264,35 @@ async def fetch_roster(conn: Conn, id_numbers: Sequence[str]) -> dict[str, Roste
             deceased_on=row["deceased_on"],
             imprisoned_from=row["imprisoned_from"],
             imprisoned_until=row["imprisoned_until"],
-        )
-        for row in rows
-    }
+        ),
+    )
+
+
+async def fetch_roster_versions(conn: Conn, id_numbers: Sequence[str]) -> dict[str, RosterVersion]:
+    """The current roster versions for ``id_numbers`` (one query), keyed by ID number.
+
+    ID numbers without an entry are simply absent from the result.
+    """
+    if not id_numbers:
+        return {}
+    rows = await conn.fetch(_FETCH, list(id_numbers))
+    return {row["id_number"]: _version(row) for row in rows}
+
+
+async def fetch_roster(conn: Conn, id_numbers: Sequence[str]) -> dict[str, RosterRecord]:
+    """The current roster entries for ``id_numbers``, keyed by ID number."""
+    return {k: v.record for k, v in (await fetch_roster_versions(conn, id_numbers)).items()}
+
+
+async def roster_history(conn: Conn, id_number: str) -> list[RosterVersion]:
+    """Every version of one person's entry, oldest first (empty when never on the roster)."""
+    return [_version(r) for r in await conn.fetch(_HISTORY, id_number)]
+
+
+def version_at(history: Sequence[RosterVersion], at: dt.datetime) -> RosterVersion | None:
+    """The version in force at ``at``: the latest recorded at or before it."""
+    found = None
+    for v in history:
+        if v.recorded_at <= at:
+            found = v
+    return found

@@ -1,10 +1,12 @@
 """Open certifications against their deadlines: alerts, counts, the on-call list, recomputes.
 
-Every query here is set-based and index-backed (``sql/0002_sla_monitor.sql``), so a monitor
-run costs the same with a thousand or a million open certifications: the at-risk window is a
-range scan of ``certification_open_due``, breaches a range scan of
-``certification_open_deadline``, and an alert already raised is skipped by the primary key
-of ``sla_alert``.
+Every query here is set-based and index-backed, so a monitor run costs the same with a
+thousand or a million open certifications. Open certifications (no result acknowledged) are
+the view ``open_certification`` (``sql/0004_ledger.sql``): those waiting for a result
+(``pending_certification``, a projection the database keeps, indexed like the open set was)
+and those whose first result waits in the relay's backlog (read past the relay cursor, so
+bounded by the backlog, not by history). An alert already raised is skipped by the primary
+key of ``sla_alert``. A recomputed deadline is a new ``deadline_revision`` row.
 """
 
 from __future__ import annotations
@@ -117,18 +119,16 @@ class Alert:
 # sla_alert primary key, so a steady-state run reads only the certifications entering a level.
 _AT_RISK_CANDIDATES = """
 SELECT c.certification_id, c.channel, c.due_date, c.deadline, c.provisional
-FROM certification c
-WHERE c.returned_at IS NULL
-  AND c.due_date BETWEEN $1 AND $2
+FROM open_certification c
+WHERE c.due_date BETWEEN $1 AND $2
   AND c.deadline >= $3
   AND NOT EXISTS (SELECT 1 FROM sla_alert a WHERE a.alert_id = c.certification_id || ':at_risk')
 """
 
 _BREACHED_CANDIDATES = """
 SELECT c.certification_id, c.channel, c.due_date, c.deadline, c.provisional
-FROM certification c
-WHERE c.returned_at IS NULL
-  AND c.deadline < $1
+FROM open_certification c
+WHERE c.deadline < $1
   AND NOT EXISTS (SELECT 1 FROM sla_alert a WHERE a.alert_id = c.certification_id || ':breached')
 """
 
@@ -212,14 +212,14 @@ class LevelCount:
     count: int
 
 
-# Reads only the covering partial index (an index-only scan once the table is vacuumed).
+# Reads the covering index of the pending projection (an index-only scan once vacuumed)
+# and the relay's backlog.
 _COUNTS = """
 SELECT channel,
        count(*) FILTER (WHERE deadline < $1) AS breached,
        count(*) FILTER (WHERE deadline >= $1 AND due_date BETWEEN $2 AND $3) AS at_risk,
        count(*) AS open
-FROM certification
-WHERE returned_at IS NULL
+FROM open_certification
 GROUP BY channel
 """
 
@@ -249,8 +249,8 @@ class Oldest:
 async def oldest_open(conn: asyncpg.Connection) -> Oldest | None:
     row = await conn.fetchrow(
         """
-        SELECT certification_id, local_date, due_date FROM certification
-        WHERE returned_at IS NULL ORDER BY due_date, deadline LIMIT 1
+        SELECT certification_id, local_date, due_date FROM open_certification
+        ORDER BY due_date, deadline LIMIT 1
         """
     )
     if row is None:
@@ -273,11 +273,7 @@ async def outbox_backlog(conn: asyncpg.Connection) -> list[Backlog]:
         """
         SELECT kind, count(*) AS n,
                extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS age
-        FROM outbox AS o
-        WHERE sent_at IS NULL
-          -- Refused for good: not a backlog, and alerted on separately.
-          AND NOT EXISTS (SELECT 1 FROM outbox_failure AS f WHERE f.message_id = o.message_id)
-        GROUP BY kind ORDER BY kind
+        FROM outbox_backlog GROUP BY kind ORDER BY kind
         """
     )
     return [Backlog(r["kind"], int(r["n"]), max(0.0, float(r["age"]))) for r in rows]
@@ -341,13 +337,14 @@ class OpenCertification:
 # Ordering by deadline alone puts breached first, then at risk, then the rest: the levels
 # are bands of the deadline. The index on (deadline) of open certifications serves it.
 _OPEN = """
-SELECT c.certification_id, c.channel, c.id_number, c.valid, c.local_date, c.due_date,
-       c.deadline, c.provisional, q.reason AS review_reason,
-       EXISTS (SELECT 1 FROM result r WHERE r.certification_id = c.certification_id) AS decided
-FROM certification c
-LEFT JOIN review_queue q ON q.certification_id = c.certification_id AND q.closed_at IS NULL
-WHERE c.returned_at IS NULL
-ORDER BY c.deadline, c.certification_id
+SELECT o.certification_id, o.channel, c.id_number, c.valid, o.local_date, o.due_date,
+       o.deadline, o.provisional, q.reason AS review_reason,
+       EXISTS (SELECT 1 FROM result r WHERE r.certification_id = o.certification_id) AS decided
+FROM open_certification o
+JOIN certification c ON c.certification_id = o.certification_id
+LEFT JOIN review_item q ON q.certification_id = o.certification_id
+    AND NOT EXISTS (SELECT 1 FROM staff_decision s WHERE s.certification_id = o.certification_id)
+ORDER BY o.deadline, o.certification_id
 LIMIT $1
 """
 
@@ -402,15 +399,15 @@ class StoredDeadline:
 
 
 _RECOMPUTE_CANDIDATES = """
-SELECT certification_id, COALESCE(certified_at, received_at) AS basis, local_date, due_date,
-       deadline, provisional
-FROM certification
-WHERE returned_at IS NULL
-  AND (provisional
-       OR (cardinality($1::date[]) > 0
-           AND due_date >= $2
-           AND EXISTS (SELECT 1 FROM unnest($1::date[]) AS d(day)
-                       WHERE d.day > local_date AND d.day <= due_date)))
+SELECT o.certification_id, COALESCE(c.certified_at, c.received_at) AS basis, o.local_date,
+       o.due_date, o.deadline, o.provisional
+FROM open_certification o
+JOIN certification c ON c.certification_id = o.certification_id
+WHERE o.provisional
+   OR (cardinality($1::date[]) > 0
+       AND o.due_date >= $2
+       AND EXISTS (SELECT 1 FROM unnest($1::date[]) AS d(day)
+                   WHERE d.day > o.local_date AND d.day <= o.due_date))
 """
 
 
@@ -436,16 +433,18 @@ async def recompute_candidates(
 
 
 async def store_deadlines(conn: asyncpg.Connection, changed: Sequence[StoredDeadline]) -> int:
-    """Write recomputed deadlines of certifications still open; return how many changed."""
+    """Record recomputed deadlines of certifications still open (each a new
+    ``deadline_revision``; the latest wins); return how many were recorded."""
     if not changed:
         return 0
     status = await conn.execute(
         """
-        UPDATE certification AS c
-        SET due_date = u.due_date, deadline = u.deadline, provisional = u.provisional
+        INSERT INTO deadline_revision (certification_id, due_date, deadline, provisional)
+        SELECT u.certification_id, u.due_date, u.deadline, u.provisional
         FROM unnest($1::text[], $2::date[], $3::timestamptz[], $4::bool[])
             AS u(certification_id, due_date, deadline, provisional)
-        WHERE c.certification_id = u.certification_id AND c.returned_at IS NULL
+        WHERE EXISTS (SELECT 1 FROM open_certification o
+                      WHERE o.certification_id = u.certification_id)
         """,
         [d.certification_id for d in changed],
         [d.due_date for d in changed],

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from certrecon.settings import Settings
+from certrecon.worker.checkpoint import AuditCheckpointer
 from certrecon.worker.health import health_service
 from certrecon.worker.monitor import DeadlineMonitor
 from certrecon.worker.service import Clock, Service, Worker, utc_now
 
 
 def default_services(settings: Settings) -> list[tuple[str, Service]]:
-    """Supervised background tasks beside the consumer and the relay: the deadline monitor
-    and, unless ``http_port`` is unset, the health and metrics listener."""
+    """Supervised background tasks beside the consumer and the relay: the deadline monitor,
+    the periodic ledger checkpoint and, unless ``http_port`` is unset, the health and
+    metrics listener."""
     services: list[tuple[str, Service]] = [
-        ("monitor", DeadlineMonitor(settings.monitor_interval_seconds))
+        ("monitor", DeadlineMonitor(settings.monitor_interval_seconds)),
+        ("audit-checkpoint", AuditCheckpointer(settings.audit_checkpoint_seconds)),
     ]
     health = health_service(settings)
     if health is not None:

@@ -46,6 +46,7 @@ from certrecon.domain import CST, Certification, Channel, Cycle, Decision, Outco
 from certrecon.reconcile import RULE_VERSION, decide
 from certrecon.results import DECIDED_BY_RULES
 from certrecon.settings import Settings
+from certrecon.store import batches
 from certrecon.store.db import Conn, refused_data_state
 from certrecon.store.results import (
     NewResult,
@@ -55,7 +56,7 @@ from certrecon.store.results import (
     prepare_result,
     record_results,
 )
-from certrecon.store.roster import fetch_roster
+from certrecon.store.roster import RosterVersion, fetch_roster_versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,8 @@ class Answered:
     evidence: str
     """The decision's evidence as JSON text, as stored."""
     result: PreparedResult
+    roster_version: int | None = None
+    """The roster version the decision used (None: not on the roster, or not decided)."""
 
     @property
     def record(self) -> Inbound:
@@ -137,6 +140,8 @@ class ForReview:
     row: CertificationRow
     decision: Decision
     evidence: str
+    roster_version: int | None = None
+    """The roster version the decision used."""
 
     @property
     def record(self) -> Inbound:
@@ -265,8 +270,10 @@ def finish_record(
     *,
     config: PipelineConfig,
     calendar: WorkingCalendar,
+    roster_version: int | None = None,
 ) -> RecordOutcome:
-    """Decide one valid certification against its roster entry and encode the outcome."""
+    """Decide one valid certification against its roster entry (version ``roster_version``)
+    and encode the outcome."""
     stage = "rules"
     row, cert = pending.row, pending.certification
     try:
@@ -274,8 +281,9 @@ def finish_record(
         stage = "encoding"
         evidence = _evidence(decision)
         if decision.outcome is None:
-            return ForReview(row, decision, evidence)
-        return Answered(row, decision, evidence, _result(row, decision, pending.decided_at, config))
+            return ForReview(row, decision, evidence, roster_version)
+        result = _result(row, decision, pending.decided_at, config)
+        return Answered(row, decision, evidence, result, roster_version)
     except Exception as exc:
         env = _Env(config, calendar, pending.decided_at)
         return _failed(row.record, stage, exc, env, cert)
@@ -507,6 +515,20 @@ class PreparedBatch:
         return [o.record for o in self.outcomes]
 
 
+def _finish(
+    pending: Pending,
+    entry: RosterVersion | None,
+    *,
+    config: PipelineConfig,
+    calendar: WorkingCalendar,
+) -> RecordOutcome:
+    if entry is None:
+        return finish_record(pending, None, config=config, calendar=calendar)
+    return finish_record(
+        pending, entry.record, config=config, calendar=calendar, roster_version=entry.version
+    )
+
+
 async def prepare_batch(
     conn: Conn,
     records: Sequence[Inbound],
@@ -519,9 +541,9 @@ async def prepare_batch(
     roster is read once, for the ID numbers of the valid certifications."""
     started = [start_record(r, config=config, calendar=calendar, received_at=now) for r in records]
     wanted = sorted({s.certification.id_number for s in started if isinstance(s, Pending)})
-    roster = await fetch_roster(conn, wanted) if wanted else {}
+    roster = await fetch_roster_versions(conn, wanted) if wanted else {}
     outcomes: list[RecordOutcome] = [
-        finish_record(s, roster.get(s.certification.id_number), config=config, calendar=calendar)
+        _finish(s, roster.get(s.certification.id_number), config=config, calendar=calendar)
         if isinstance(s, Pending)
         else s
         for s in started
@@ -571,40 +593,6 @@ def _add(a: dict[_K, int], b: dict[_K, int]) -> dict[_K, int]:
         out[k] = out.get(k, 0) + n
     return out
 
-
-_INSERT_CERTIFICATIONS = """
-INSERT INTO certification (
-    certification_id, channel, topic, kafka_partition, kafka_offset, id_number, valid,
-    certified_at, certified_at_raw, local_date, due_date, deadline, provisional,
-    content_sha256, raw, received_at)
-SELECT * FROM unnest(
-    $1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[], $7::bool[],
-    $8::timestamptz[], $9::text[], $10::date[], $11::date[], $12::timestamptz[], $13::bool[],
-    $14::bytea[], $15::bytea[], $16::timestamptz[])
-ON CONFLICT (certification_id) DO NOTHING
-RETURNING certification_id
-"""
-
-_INSERT_DECISIONS = """
-INSERT INTO decision (
-    certification_id, outcome, review_reason, reason, rule, rule_version, evidence, decided_at)
-SELECT c, o, r, re, ru, v, e::jsonb, $8
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-    AS t(c, o, r, re, ru, v, e)
-"""
-
-_INSERT_REVIEWS = """
-INSERT INTO review_queue (certification_id, reason, queued_at)
-SELECT c, r, $3 FROM unnest($1::text[], $2::text[]) AS t(c, r)
-"""
-
-_UPSERT_OFFSETS = """
-INSERT INTO consumer_offset (group_id, topic, kafka_partition, next_offset, updated_at)
-SELECT $1, t, p, o, now() FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o)
-ON CONFLICT (group_id, topic, kafka_partition) DO UPDATE
-    SET next_offset = GREATEST(consumer_offset.next_offset, EXCLUDED.next_offset),
-        updated_at = now()
-"""
 
 Stored = Answered | ForReview
 """An outcome that stores a certification row."""
@@ -658,24 +646,14 @@ async def commit_batch(
     now = batch.decided_at
 
     async with conn.transaction():
-        inserted = {
-            rec["certification_id"]
-            for rec in await conn.fetch(
-                _INSERT_CERTIFICATIONS, *_certification_columns([s.row for s in unique])
-            )
-        }
+        inserted = await batches.insert_certifications(
+            conn, _certification_columns([s.row for s in unique])
+        )
         # A certification_id seen before: a redelivery with the same bytes is ignored; the
         # same id with other content is dead-lettered, because the first result stands.
         already = [s for s in unique if s.row.certification_id not in inserted] + repeated
         if already:
-            stored = {
-                rec["certification_id"]: bytes(rec["content_sha256"])
-                for rec in await conn.fetch(
-                    "SELECT certification_id, content_sha256 FROM certification"
-                    " WHERE certification_id = ANY($1::text[])",
-                    [s.row.certification_id for s in already],
-                )
-            }
+            stored = await batches.stored_digests(conn, [s.row.certification_id for s in already])
             dead_positions = {(d.record.topic, d.record.partition, d.record.offset) for d in dead}
             for item in already:
                 report.duplicates += 1
@@ -694,13 +672,7 @@ async def commit_batch(
         await enqueue(conn, messages)
         report.rejected = dead
         report.next_offsets = _next_offsets([o.record for o in outcomes])
-        await conn.execute(
-            _UPSERT_OFFSETS,
-            config.group_id,
-            [t for t, _ in report.next_offsets],
-            [p for _, p in report.next_offsets],
-            list(report.next_offsets.values()),
-        )
+        await batches.store_offsets(conn, config.group_id, report.next_offsets)
     return report
 
 
@@ -742,15 +714,18 @@ async def _write_decisions(
 ) -> None:
     if not items:
         return
-    await conn.execute(
-        _INSERT_DECISIONS,
-        [s.row.certification_id for s in items],
-        [s.decision.outcome.value if s.decision.outcome else None for s in items],
-        [s.decision.review.value if s.decision.review else None for s in items],
-        [s.decision.reason for s in items],
-        [s.decision.rule for s in items],
-        [s.decision.rule_version for s in items],
-        [s.evidence for s in items],
+    await batches.insert_decisions(
+        conn,
+        [
+            [s.row.certification_id for s in items],
+            [s.decision.outcome.value if s.decision.outcome else None for s in items],
+            [s.decision.review.value if s.decision.review else None for s in items],
+            [s.decision.reason for s in items],
+            [s.decision.rule for s in items],
+            [s.decision.rule_version for s in items],
+            [s.evidence for s in items],
+            [s.roster_version for s in items],
+        ],
         now,
     )
     for s in items:
@@ -759,13 +734,7 @@ async def _write_decisions(
         report.decided[key] = report.decided.get(key, 0) + 1
     reviews = [(s.row.certification_id, s.decision.review) for s in items if s.decision.review]
     report.queued_for_review = [(c, r.value) for c, r in reviews if r is not None]
-    if report.queued_for_review:
-        await conn.execute(
-            _INSERT_REVIEWS,
-            [c for c, _ in report.queued_for_review],
-            [r for _, r in report.queued_for_review],
-            now,
-        )
+    await batches.insert_review_items(conn, report.queued_for_review, now)
     await record_results(
         conn, [s.result for s in items if isinstance(s, Answered)], topic=config.result_topic
     )

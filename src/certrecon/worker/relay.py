@@ -1,11 +1,11 @@
-"""Outbox relay: publishes pending outbox rows and marks them sent.
+"""Outbox relay: publishes outbox rows in order and records the broker's acknowledgements.
 
-Rows are claimed with ``FOR UPDATE SKIP LOCKED`` inside a transaction that stays open until
-the broker acknowledged every message (``acks=all``), so several worker processes share the
-work without sending a row twice concurrently, and a crash before the update leaves the
-rows pending for a re-send with the same ``message_id`` and bytes. Rows are selected by
-state (``sent_at IS NULL``), never by a sequence high-water mark: sequence values commit out
-of order, and a high-water poller would skip a row committed late.
+Each round runs in one transaction that holds the relay cursor's lock until the broker
+answered every message (``acks=all``): replicas never publish concurrently, and a crash
+before the commit leaves the cursor where it was, for a re-send with the same
+``message_id`` and bytes. Nothing is updated but the cursor; see
+:mod:`certrecon.store.outbox` for how the next rows are found without skipping one whose
+transaction commits late.
 
 A message refused for good (too large, an invalid topic: see :func:`refused_for_good`) is
 recorded in ``outbox_failure`` with the reason, logged as an error and counted for the
@@ -36,38 +36,12 @@ from aiokafka.errors import (
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from certrecon.logs import get_logger
+from certrecon.store import outbox
 from certrecon.store.db import is_retriable_db_error, losing_connection_is_retriable
 from certrecon.store.results import OutboxFailure, record_outbox_failures
 from certrecon.worker.kafka import is_retriable_kafka_error
 
 log = get_logger(__name__)
-
-_CLAIM = """
-SELECT o.id, o.message_id, o.kind, o.topic, o.key, o.payload
-FROM outbox AS o
-WHERE o.sent_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM outbox_failure AS f WHERE f.message_id = o.message_id)
-ORDER BY o.id
-LIMIT $1
-FOR UPDATE OF o SKIP LOCKED
-"""
-
-_MARK_SENT = "UPDATE outbox SET sent_at = $2 WHERE id = ANY($1::bigint[])"
-
-# The first acknowledged result of a certification is its return; later revisions are
-# corrections and do not move the return time.
-_MARK_RETURNED = """
-UPDATE certification AS c
-SET returned_at = $2, on_time = $2 < c.deadline
-FROM (
-    SELECT DISTINCT ON (certification_id) certification_id, outcome
-    FROM result
-    WHERE result_id = ANY($1::text[])
-    ORDER BY certification_id, revision
-) AS r
-WHERE c.certification_id = r.certification_id AND c.returned_at IS NULL
-RETURNING c.channel, r.outcome, c.on_time
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +52,13 @@ class RelayReport:
     """(channel, outcome, on time) → certifications whose first result was acknowledged."""
     failed: list[OutboxFailure] = field(default_factory=list)
     """Messages refused for good in this round, now recorded and skipped."""
+    passed: int = 0
+    """Outbox rows the cursor moved over (sent or refused now, or settled before)."""
 
     @property
     def handled(self) -> int:
-        """Messages settled this round, sent or refused: zero means nothing was pending."""
-        return self.sent + len(self.failed)
+        """Rows settled this round: zero means nothing was pending."""
+        return max(self.passed, self.sent + len(self.failed))
 
 
 _REFUSED_FOR_GOOD: tuple[type[KafkaError], ...] = (
@@ -148,32 +124,43 @@ class OutboxRelay:
             losing_connection_is_retriable(conn),
             conn.transaction(),
         ):
-            rows = await conn.fetch(_CLAIM, self._batch_size)
+            cursor = await outbox.lock_cursor(conn)
+            if cursor is None:
+                return RelayReport(0, {})  # another replica is publishing
+            rows = await outbox.next_batch(conn, cursor, self._batch_size)
             if not rows:
                 return RelayReport(0, {})
-            outcomes = await self._send_all(rows)
-            acked = [r for r, o in zip(rows, outcomes, strict=True) if o is None]
+            to_send = [r for r in rows if not r.settled]
+            outcomes = await self._send_all(to_send)
+            acked = [r for r, o in zip(to_send, outcomes, strict=True) if o is None]
             failed = [
-                OutboxFailure(r["message_id"], r["kind"], r["topic"], f"{type(o).__name__}: {o}")
-                for r, o in zip(rows, outcomes, strict=True)
+                OutboxFailure(r.message_id, r.kind, r.topic, f"{type(o).__name__}: {o}")
+                for r, o in zip(to_send, outcomes, strict=True)
                 if o is not None and refused_for_good(o)
             ]
-            transient = next(
-                (o for o in outcomes if o is not None and not refused_for_good(o)), None
+            transient_at = next(
+                (i for i, o in enumerate(outcomes) if o is not None and not refused_for_good(o)),
+                None,
             )
             acked_at = self._clock()
             await record_outbox_failures(conn, failed, at=acked_at)
+            returned = await outbox.record_acks(conn, [r.message_id for r in acked], acked_at)
+            # The cursor passes every row settled in order; a row left for a transient error
+            # stops it there, and the rows after it are offered again (acknowledged ones are
+            # then skipped).
+            if transient_at is None:
+                passed = len(rows)
+            else:
+                transient = outcomes[transient_at]
+                passed = rows.index(to_send[transient_at])
+            if passed:
+                await outbox.advance(conn, rows[passed - 1].position)
             by_kind: dict[str, int] = {}
+            for r in acked:
+                by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
             returned_by: dict[tuple[str, str, bool], int] = {}
-            if acked:
-                await conn.execute(_MARK_SENT, [r["id"] for r in acked], acked_at)
-                for r in acked:
-                    by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + 1
-                results = [r["message_id"] for r in acked if r["kind"] == "result"]
-                if results:
-                    for rec in await conn.fetch(_MARK_RETURNED, results, acked_at):
-                        key = (rec["channel"], rec["outcome"], bool(rec["on_time"]))
-                        returned_by[key] = returned_by.get(key, 0) + 1
+            for key in returned:
+                returned_by[key] = returned_by.get(key, 0) + 1
         for failure in failed:
             # Nothing in these fields is personal: ids, kinds, topics and client errors.
             log.error(
@@ -183,7 +170,7 @@ class OutboxRelay:
                 topic=failure.topic,
                 reason=failure.reason,
             )
-        report = RelayReport(len(acked), by_kind, returned_by, failed)
+        report = RelayReport(len(acked), by_kind, returned_by, failed, passed)
         if self._on_sent is not None:
             self._on_sent(report)
         if transient is not None:
@@ -191,7 +178,7 @@ class OutboxRelay:
             raise transient
         return report
 
-    async def _send_all(self, rows: list[Any]) -> list[BaseException | None]:
+    async def _send_all(self, rows: list[outbox.Pending]) -> list[BaseException | None]:
         """Send every row; the outcome per row: None when acknowledged, else the error."""
         outcomes: list[BaseException | None] = [None] * len(rows)
         pending: dict[int, asyncio.Future[Any]] = {}
@@ -219,12 +206,12 @@ class OutboxRelay:
                     outcomes[i] = None
         return outcomes
 
-    async def _send(self, row: Any) -> asyncio.Future[Any]:
+    async def _send(self, row: outbox.Pending) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = await self._producer.send(
-            row["topic"],
-            value=bytes(row["payload"]),
-            key=bytes(row["key"]) if row["key"] is not None else None,
-            headers=[("message_id", row["message_id"].encode())],
+            row.topic,
+            value=row.payload,
+            key=row.key,
+            headers=[("message_id", row.message_id.encode())],
         )
         return future
 

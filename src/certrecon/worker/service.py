@@ -29,7 +29,7 @@ from certrecon.logs import get_logger
 from certrecon.settings import Settings
 from certrecon.store import db
 from certrecon.store.calendar_overrides import load_calendar
-from certrecon.store.migrations import migrate
+from certrecon.store.migrations import ensure_current
 from certrecon.worker import kafka
 from certrecon.worker.metrics import Metrics
 from certrecon.worker.pipeline import (
@@ -118,7 +118,7 @@ class Worker:
         async with contextlib.AsyncExitStack() as stack:
             conn = await db.connect(self.dsn, password=s.database_password)
             try:
-                applied = await migrate(conn)
+                applied = await ensure_current(conn)
             finally:
                 await conn.close()
             if applied:

@@ -1,0 +1,1 @@
+"""Audit of the ledger: the hash chain's rules (pure) and their verification."""

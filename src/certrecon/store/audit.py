@@ -1,0 +1,277 @@
+"""Reads for the audit: the chain's links, rows that differ from their digests, the head,
+and one certification's whole story. Callers hold one read-only REPEATABLE READ
+transaction, so every read sees the same committed state."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from certrecon.audit.chain import Checkpoint, Link, Problem
+from certrecon.store.db import Conn
+
+# Each link with its rows' count and digest computed again from ledger_entry.
+_LINKS = """
+SELECT l.seq, l.kind, l.committed_at, l.entries, l.prev_sha256, l.entries_sha256, l.body,
+       l.sha256, r.n, r.digest
+FROM ledger_link l
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n,
+           sha256(COALESCE(string_agg(d, ''::bytea ORDER BY d), ''::bytea)) AS digest
+    FROM ledger_entry e, unnest(e.digests) AS d
+    WHERE e.xid = l.xid
+) r ON true
+ORDER BY l.seq
+"""
+
+_HEAD = """
+SELECT seq, sha256, committed_at, (SELECT sum(entries) FROM ledger_link) AS total
+FROM ledger_link ORDER BY seq DESC LIMIT 1
+"""
+
+_UNSEALED = """
+SELECT e.table_name, k.key, k.certification_id
+FROM ledger_entry e, unnest(e.keys, e.certification_ids) AS k(key, certification_id)
+WHERE NOT EXISTS (SELECT 1 FROM ledger_link l WHERE l.xid = e.xid)
+LIMIT $1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTable:
+    name: str
+    key_column: str
+    certification_column: str | None
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def begin_snapshot(conn: asyncpg.Connection) -> None:
+    """Inside the caller's transaction: digests are computed with TimeZone UTC, as the
+    database computed them when the rows were inserted."""
+    await conn.execute("SET LOCAL timezone = 'UTC'")
+
+
+async def count_links(conn: asyncpg.Connection) -> tuple[int, int]:
+    """(links, rows they cover)."""
+    row = await conn.fetchrow("SELECT count(*), COALESCE(sum(entries), 0) FROM ledger_link")
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def links(conn: asyncpg.Connection, prefetch: int = 500) -> AsyncIterator[Link]:
+    """Every link in ``seq`` order, streamed through a server-side cursor."""
+    async for r in conn.cursor(_LINKS, prefetch=prefetch):
+        yield Link(
+            seq=r["seq"],
+            kind=r["kind"],
+            committed_at=r["committed_at"],
+            entries=r["entries"],
+            prev_sha256=bytes(r["prev_sha256"]),
+            entries_sha256=bytes(r["entries_sha256"]),
+            body=bytes(r["body"]),
+            sha256=bytes(r["sha256"]),
+            recomputed_entries=r["n"],
+            recomputed_entries_sha256=bytes(r["digest"]),
+        )
+
+
+async def ledger_tables(conn: asyncpg.Connection) -> list[LedgerTable]:
+    rows = await conn.fetch(
+        "SELECT table_name, key_column, certification_column FROM ledger_table"
+        " WHERE chained ORDER BY table_name"
+    )
+    return [LedgerTable(r[0], r[1], r[2]) for r in rows]
+
+
+async def row_problems(
+    conn: asyncpg.Connection, table: LedgerTable, limit: int = 100
+) -> list[Problem]:
+    """Rows whose content differs from the digest recorded when they were inserted, rows
+    recorded but gone, and rows no link covers (one hash join over the table)."""
+    t, k = _ident(table.name), _ident(table.key_column)
+    cert = f"t.{_ident(table.certification_column)}" if table.certification_column else "NULL"
+    query = f"""
+        SELECT COALESCE(e.key, t.{k}::text) AS key, l.seq,
+               COALESCE(e.certification_id, {cert}) AS certification_id,
+               CASE WHEN e.key IS NULL THEN 'not in any link'
+                    WHEN t.{k} IS NULL THEN 'recorded but missing'
+                    ELSE 'content differs from its recorded digest' END AS what
+        FROM (SELECT e.xid, k.key, k.certification_id, k.digest
+              FROM ledger_entry e,
+                   unnest(e.keys, e.certification_ids, e.digests)
+                       AS k(key, certification_id, digest)
+              WHERE e.table_name = $1) e
+        FULL JOIN {t} t ON t.{k}::text = e.key
+        LEFT JOIN ledger_link l ON l.xid = e.xid
+        WHERE e.key IS NULL OR t.{k} IS NULL
+           OR e.digest IS DISTINCT FROM ledger_digest($1, to_jsonb(t))
+        ORDER BY l.seq NULLS LAST
+        LIMIT $2
+    """  # noqa: S608 - identifiers quoted; they come from the ledger_table registry
+    return [
+        Problem(r["seq"], table.name, r["certification_id"], r["key"], r["what"])
+        for r in await conn.fetch(query, table.name, limit)
+    ]
+
+
+async def unsealed_entries(conn: asyncpg.Connection, limit: int = 100) -> list[Problem]:
+    """Recorded digests whose transaction has no link (forged, or sealed out of turn)."""
+    return [
+        Problem(None, r["table_name"], r["certification_id"], r["key"], "digest not in any link")
+        for r in await conn.fetch(_UNSEALED, limit)
+    ]
+
+
+async def head(conn: Conn, now: dt.datetime) -> Checkpoint:
+    """The current head (seq 0 and an all-zero hash for an empty ledger)."""
+    row = await conn.fetchrow(_HEAD)
+    if row is None:
+        return Checkpoint(0, bytes(32).hex(), 0, now)
+    return Checkpoint(row["seq"], bytes(row["sha256"]).hex(), int(row["total"]), now)
+
+
+async def links_covering(
+    conn: asyncpg.Connection, table: str, keys: list[str]
+) -> dict[str, tuple[int, dt.datetime]]:
+    """key → (link seq, committed at) for rows of one table."""
+    rows = await conn.fetch(
+        """
+        SELECT k.key, l.seq, l.committed_at
+        FROM ledger_entry e, unnest(e.keys) AS k(key), ledger_link l
+        WHERE e.table_name = $1 AND l.xid = e.xid AND k.key = ANY($2::text[])
+        """,
+        table,
+        keys,
+    )
+    return {r["key"]: (r["seq"], r["committed_at"]) for r in rows}
+
+
+async def story(conn: asyncpg.Connection, certification_id: str) -> dict[str, Any] | None:
+    """Everything recorded about one certification, oldest first; None when unknown."""
+    c = await conn.fetchrow(
+        """
+        SELECT certification_id, channel, topic, kafka_partition, kafka_offset, valid,
+               certified_at_raw, local_date, due_date, deadline, provisional,
+               content_sha256, sha256(raw) AS raw_sha256, received_at
+        FROM certification WHERE certification_id = $1
+        """,
+        certification_id,
+    )
+    if c is None:
+        return None
+    decision = await conn.fetchrow(
+        """
+        SELECT outcome, review_reason, reason, rule, rule_version, roster_version, evidence,
+               decided_at
+        FROM decision WHERE certification_id = $1
+        """,
+        certification_id,
+    )
+    results = await conn.fetch(
+        """
+        SELECT r.result_id, r.revision, r.outcome, r.reason, r.decided_by, r.decided_at,
+               r.note, a.acked_at, sha256(o.payload) AS payload_sha256
+        FROM result r
+        LEFT JOIN outbox o ON o.message_id = r.result_id
+        LEFT JOIN outbox_ack a ON a.message_id = r.result_id
+        WHERE r.certification_id = $1 ORDER BY r.revision
+        """,
+        certification_id,
+    )
+    review = await conn.fetchrow(
+        "SELECT reason, queued_at FROM review_item WHERE certification_id = $1",
+        certification_id,
+    )
+    staff = await conn.fetch(
+        """
+        SELECT id, outcome, decided_by, login, note, decided_at, result_id
+        FROM staff_decision WHERE certification_id = $1 ORDER BY id
+        """,
+        certification_id,
+    )
+    deadlines = await conn.fetch(
+        """
+        SELECT id, due_date, deadline, provisional, recorded_at
+        FROM deadline_revision WHERE certification_id = $1 ORDER BY id
+        """,
+        certification_id,
+    )
+    alerts = await conn.fetch(
+        """
+        SELECT alert_id, level, due_date, working_days_left, provisional, raised_at
+        FROM sla_alert WHERE certification_id = $1 ORDER BY raised_at, alert_id
+        """,
+        certification_id,
+    )
+    cert_link = await links_covering(conn, "certification", [certification_id])
+    result_links = await links_covering(conn, "result", [r["result_id"] for r in results])
+    return {
+        "certification_id": c["certification_id"],
+        "inbound": {
+            "channel": c["channel"],
+            "topic": c["topic"],
+            "partition": c["kafka_partition"],
+            "offset": c["kafka_offset"],
+            "received_at": c["received_at"],
+            "certified_at": c["certified_at_raw"],
+            "bytes_sha256": bytes(c["raw_sha256"]).hex(),
+            "bytes_sha256_recorded": bytes(c["content_sha256"]).hex(),
+            "link": cert_link.get(certification_id, (None, None))[0],
+        },
+        "validation": {
+            "valid": c["valid"],
+            "errors": None if c["valid"] or decision is None else decision["reason"],
+        },
+        "deadline": {
+            "local_date": c["local_date"],
+            "due_date": c["due_date"],
+            "deadline": c["deadline"],
+            "provisional": c["provisional"],
+            "revisions": [dict(r) for r in deadlines],
+        },
+        "decision": None if decision is None else dict(decision),
+        "results": [
+            {
+                **{k: v for k, v in dict(r).items() if k != "payload_sha256"},
+                "payload_sha256": bytes(r["payload_sha256"]).hex()
+                if r["payload_sha256"] is not None
+                else None,
+                "link": result_links.get(r["result_id"], (None, None))[0],
+            }
+            for r in results
+        ],
+        "review": None if review is None else dict(review),
+        "staff_decisions": [dict(r) for r in staff],
+        "alerts": [dict(r) for r in alerts],
+    }
+
+
+CHECKPOINT_PREFIX = "audit-checkpoint:"
+"""message_id of a checkpoint message: the prefix and the seq it names."""
+
+# The newest links, each with whether it holds anything but checkpoint messages and their
+# acknowledgements (which are not movement of the ledger for the next checkpoint).
+_RECENT_CONTENT = """
+SELECT l.seq,
+       EXISTS (SELECT 1 FROM ledger_entry e, unnest(e.keys) AS k(key)
+               WHERE e.xid = l.xid
+                 AND NOT (e.table_name IN ('outbox', 'outbox_ack')
+                          AND starts_with(k.key, $2))) AS content
+FROM ledger_link l ORDER BY l.seq DESC LIMIT $1
+"""
+
+
+async def latest_content_seq(conn: Conn, lookback: int = 20) -> int | None:
+    """The newest link that records more than checkpoint messages, among the last
+    ``lookback`` links (None when none of them does)."""
+    for r in await conn.fetch(_RECENT_CONTENT, lookback, CHECKPOINT_PREFIX):
+        if r["content"]:
+            return int(r["seq"])
+    return None

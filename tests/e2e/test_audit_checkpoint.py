@@ -1,0 +1,60 @@
+"""The worker publishes the ledger's head on the checkpoint topic when the ledger moved."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+
+from certrecon.store import db
+from certrecon.store.roster import import_roster
+from tests.support import (
+    create_topics,
+    eligible_roster,
+    isolated_settings,
+    produce,
+    read_topic,
+    running_worker,
+    spread_over_channels,
+    wait_for,
+)
+
+
+async def test_a_checkpoint_follows_new_ledger_rows_and_only_them(
+    fresh_database: str, kafka_bootstrap: str
+) -> None:
+    settings = isolated_settings(audit_checkpoint_seconds=0.5)
+    await create_topics(settings, kafka_bootstrap)
+    people = eligible_roster(8, seed=51)
+    conn = await db.connect(fresh_database)
+    try:
+        await import_roster(conn, people)
+        when = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        async with running_worker(settings, fresh_database, kafka_bootstrap):
+            await produce(kafka_bootstrap, spread_over_channels(settings, people, when, prefix="K"))
+            await wait_for(conn, "SELECT count(*) FROM certification_return", lambda n: n == 8)
+            await wait_for(
+                conn,
+                "SELECT count(*) FROM outbox_ack WHERE message_id LIKE 'audit-checkpoint:%'",
+                lambda n: n >= 1,
+            )
+            # Several quiet periods: only checkpoint rows were added since, so no new one.
+            queued = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE kind = 'audit_checkpoint'"
+            )
+            await wait_for(conn, "SELECT count(*) FROM outbox_backlog", lambda n: n == 0)
+            head_before = await conn.fetchval("SELECT max(seq) FROM ledger_link")
+            await asyncio.sleep(3.0)  # six checkpoint periods
+            assert (
+                await conn.fetchval("SELECT count(*) FROM outbox WHERE kind = 'audit_checkpoint'")
+                == queued
+            )
+            assert head_before is not None
+        records = await read_topic(kafka_bootstrap, settings.audit_checkpoint_topic, at_least=1)
+        first = json.loads(records[0].value)
+        assert set(first) == {"schema_version", "seq", "head_sha256", "entries", "at"}
+        link = await conn.fetchrow("SELECT sha256 FROM ledger_link WHERE seq = $1", first["seq"])
+        assert link is not None
+        assert bytes(link["sha256"]).hex() == first["head_sha256"]
+    finally:
+        await conn.close()
