@@ -24,8 +24,8 @@ class CalendarError(CertreconError):
     """A calendar question cannot be answered (e.g. a date outside the supported range)."""
 
 
-class RosterImportError(InputError):
-    """A roster file was rejected as a whole; ``problems`` lists (row number, reason) pairs.
+class FileRejectedError(InputError):
+    """An input file was rejected as a whole; ``problems`` lists (line number, reason) pairs.
 
     ``total`` counts every problem found, also those left out of ``problems`` (a report
     keeps a bounded number).
@@ -37,6 +37,14 @@ class RosterImportError(InputError):
         super().__init__(message)
         self.problems = problems
         self.total = len(problems) if total is None else total
+
+
+class RosterImportError(FileRejectedError):
+    """A roster file was rejected as a whole; nothing was imported."""
+
+
+class EvidenceImportError(FileRejectedError):
+    """A comparison evidence file was rejected as a whole; nothing was imported."""
 
 
 class DatabaseUnavailableError(CertreconError):
