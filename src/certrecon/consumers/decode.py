@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import math
 import re
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -44,10 +45,13 @@ from certrecon.ids import id_number_problems, normalise_id_number
 
 __all__ = [
     "DEFAULT_MAX_SKEW",
+    "MESSAGE_LEVEL",
     "Decoded",
     "Invalid",
+    "MessageScan",
     "Valid",
     "decode",
+    "error_texts",
     "usable_certification_id",
 ]
 
@@ -85,7 +89,7 @@ def decode(
     context = DecodeContext(topic, channel, received_at, max_skew)
     if supported is not None:
         context = context._replace(supported=supported)
-    scan = _Scan.of(value)
+    scan = MessageScan.of(value)
     try:
         wire = CertificationWire.model_validate_json(value, context=context)
     except ValidationError as exc:
@@ -118,8 +122,9 @@ class _Ambiguous:
 _AMBIGUOUS = _Ambiguous()
 
 
-class _Scan:
-    """The standard library's reading of a message, and what it found wrong."""
+class MessageScan:
+    """The standard library's reading of a message, and what it found wrong (duplicate
+    keys, non-finite numbers, NUL characters); every inbound message kind goes through it."""
 
     __slots__ = ("document", "problems")
 
@@ -130,7 +135,7 @@ class _Scan:
         self.problems: list[str] = []
 
     @classmethod
-    def of(cls, value: bytes) -> _Scan:
+    def of(cls, value: bytes) -> MessageScan:
         scan = cls()
         try:
             text = value.decode("utf-8")
@@ -243,11 +248,11 @@ def _at(path: str) -> str:
     return f"{path}: " if path else ""
 
 
-def _invalid(value: bytes, exc: ValidationError, context: DecodeContext, scan: _Scan) -> Invalid:
-    errors = _error_texts(exc)
-    if errors[0] in (MESSAGE_NOT_JSON, MESSAGE_NOT_OBJECT):
-        if errors[0] == MESSAGE_NOT_JSON and not _is_utf8(value):
-            errors = [MESSAGE_NOT_UTF8]
+def _invalid(
+    value: bytes, exc: ValidationError, context: DecodeContext, scan: MessageScan
+) -> Invalid:
+    errors = error_texts(value, exc)
+    if errors[0] in MESSAGE_LEVEL:
         return Invalid(channel=context.channel, errors=tuple(errors), raw=value)
     if scan.document is None:
         return Invalid(channel=context.channel, errors=(MESSAGE_NOT_JSON,), raw=value)
@@ -287,7 +292,26 @@ def _partial(
     )
 
 
-def _error_texts(exc: ValidationError) -> list[str]:
+MESSAGE_LEVEL = frozenset({MESSAGE_NOT_UTF8, MESSAGE_NOT_JSON, MESSAGE_NOT_OBJECT})
+"""Errors about the whole message: no field of it could be read."""
+
+
+def error_texts(
+    value: bytes, exc: ValidationError, field_texts: Mapping[str, str] = FIELD_TEXTS
+) -> list[str]:
+    """The contract's error texts for a message ``value`` that failed validation with ``exc``.
+
+    A message that is not a JSON object gives one of :data:`MESSAGE_LEVEL`; otherwise each
+    failed rule gives ``"<field path>: <text>"``, ``field_texts`` naming the rule of a field
+    whose type or shape is wrong.
+    """
+    texts = _field_texts(exc, field_texts)
+    if texts[0] == MESSAGE_NOT_JSON and not _is_utf8(value):
+        return [MESSAGE_NOT_UTF8]
+    return texts
+
+
+def _field_texts(exc: ValidationError, field_texts: Mapping[str, str]) -> list[str]:
     texts: list[str] = []
     for error in exc.errors(include_url=False, include_input=False):
         kind = error["type"]
@@ -306,7 +330,7 @@ def _error_texts(exc: ValidationError) -> list[str]:
             texts.append(f"{path}: {TEXT_REQUIRED}")
         else:
             # The fallback only matters if a pydantic upgrade reports an unforeseen location.
-            texts.append(f"{path}: {FIELD_TEXTS.get(path, error['msg'])}")
+            texts.append(f"{path}: {field_texts.get(path, error['msg'])}")
     return texts
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "MESSAGE_NOT_OBJECT",
     "MESSAGE_NOT_UTF8",
     "MESSAGE_TOMBSTONE",
+    "NAME_MAX_LENGTH",
     "CertificationWire",
     "DecodeContext",
     "Decoded",
@@ -68,12 +69,16 @@ __all__ = [
     "SubjectWire",
     "Timestamp",
     "Valid",
+    "ahead_problems",
     "certified_at_problems",
     "echo_text",
+    "name_problems",
     "parse_rfc3339",
+    "rule_failure",
 ]
 
 CERTIFICATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+NAME_MAX_LENGTH = 64
 EARLIEST_CERTIFIED_AT = dt.datetime(FIRST_YEAR, 1, 1, tzinfo=CST)
 """The first instant of the shipped calendar: earlier certification times are rejected."""
 LATEST_CERTIFIED_AT = dt.datetime(LAST_YEAR + 1, 1, 1, tzinfo=CST)
@@ -160,7 +165,8 @@ def parse_rfc3339(raw: str) -> dt.datetime | None:
     return value if value.utcoffset() is not None else None
 
 
-def _fail(*problems: str, sub: str | None = None) -> PydanticCustomError:
+def rule_failure(*problems: str, sub: str | None = None) -> PydanticCustomError:
+    """The error a validator raises for broken rules; ``error_texts`` lists each problem."""
     return PydanticCustomError(ERROR_TYPE, "{problems}", {"problems": problems, "sub": sub})
 
 
@@ -171,7 +177,9 @@ def _context(info: ValidationInfo) -> DecodeContext:
     return ctx
 
 
-def _check_name(value: str) -> str:
+def name_problems(value: str) -> list[str]:
+    """The content rules of a name (its length is checked with its type): not blank, and
+    none of the characters :func:`certrecon.text.name_problem` refuses."""
     problems = []
     if not value.strip():
         problems.append(TEXT_NAME_BLANK)
@@ -180,8 +188,13 @@ def _check_name(value: str) -> str:
         problems.append(TEXT_NAME_CONTROL)
     elif why is not None:
         problems.append(TEXT_NAME_INVISIBLE)
+    return problems
+
+
+def _check_name(value: str) -> str:
+    problems = name_problems(value)
     if problems:
-        raise _fail(*problems)
+        raise rule_failure(*problems)
     return value
 
 
@@ -193,10 +206,10 @@ def _parse_certified_at(value: object, info: ValidationInfo) -> Timestamp:
     ctx = _context(info)
     parsed = parse_rfc3339(value) if isinstance(value, str) else None
     if parsed is None or not isinstance(value, str):
-        raise _fail(TEXT_CERTIFIED_AT_FORMAT)
+        raise rule_failure(TEXT_CERTIFIED_AT_FORMAT)
     problems = certified_at_problems(parsed, ctx)
     if problems:
-        raise _fail(*problems)
+        raise rule_failure(*problems)
     return Timestamp(value, parsed)
 
 
@@ -210,9 +223,17 @@ def certified_at_problems(parsed: dt.datetime, ctx: DecodeContext) -> list[str]:
             f"is outside the supported calendar range {start.astimezone(CST).date()}.."
             f"{last} (China Standard Time)"
         )
-    if parsed - ctx.received_at > ctx.max_skew:
-        problems.append(f"is more than {_describe(ctx.max_skew)} after the time of receipt")
+    problems.extend(ahead_problems(parsed, ctx.received_at, ctx.max_skew))
     return problems
+
+
+def ahead_problems(
+    parsed: dt.datetime, received_at: dt.datetime, max_skew: dt.timedelta
+) -> list[str]:
+    """A message time may not lie more than ``max_skew`` ahead of the receiving clock."""
+    if parsed - received_at > max_skew:
+        return [f"is more than {_describe(max_skew)} after the time of receipt"]
+    return []
 
 
 def echo_text(value: object, limit: int = 64) -> str | None:
@@ -235,15 +256,25 @@ def _describe(span: dt.timedelta) -> str:
     return f"{seconds} seconds"
 
 
+def _received_at(info: ValidationInfo) -> dt.datetime:
+    # Any message model's context carries the receiving clock (certifications, evidence).
+    received_at = getattr(info.context, "received_at", None)
+    if not isinstance(received_at, dt.datetime):
+        raise TypeError("validate with a context that carries received_at")
+    return received_at
+
+
 def _check_id_number(value: str, id_type: IdType | None, info: ValidationInfo) -> str:
-    today = _context(info).received_at.astimezone(CST).date()
+    today = _received_at(info).astimezone(CST).date()
     problems = id_number_problems(value, id_type, today=today)
     if problems:
-        raise _fail(*problems)
+        raise rule_failure(*problems)
     return normalise_id_number(value)
 
 
-Name = Annotated[StrictStr, Field(min_length=1, max_length=64), AfterValidator(_check_name)]
+Name = Annotated[
+    StrictStr, Field(min_length=1, max_length=NAME_MAX_LENGTH), AfterValidator(_check_name)
+]
 
 
 class SubjectWire(BaseModel):
@@ -309,7 +340,7 @@ class CertificationWire(BaseModel):
     def _channel(cls, value: Channel, info: ValidationInfo) -> Channel:
         ctx = _context(info)
         if value is not ctx.channel:
-            raise _fail(
+            raise rule_failure(
                 f"{value.value} does not match topic {ctx.topic} (channel {ctx.channel.value})"
             )
         return value
@@ -321,9 +352,9 @@ class CertificationWire(BaseModel):
         if _context(info).channel is Channel.CONSULAR:
             country = value.country if value is not None else None
             if country is None:
-                raise _fail(TEXT_COUNTRY_REQUIRED, sub="country")
+                raise rule_failure(TEXT_COUNTRY_REQUIRED, sub="country")
             if country == "CN":
-                raise _fail(TEXT_COUNTRY_CN, sub="country")
+                raise rule_failure(TEXT_COUNTRY_CN, sub="country")
         return value
 
     def to_certification(self) -> Certification:

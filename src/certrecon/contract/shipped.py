@@ -18,8 +18,15 @@ __all__ = [
     "schema_text",
 ]
 
-SCHEMA_NAMES = ("certification", "result", "dead-letter", "sla-alert")
-"""Every message certrecon reads (certification) or writes (the others)."""
+SCHEMA_NAMES = (
+    "certification",
+    "result",
+    "dead-letter",
+    "sla-alert",
+    "comparison-evidence",
+    "benefit-action",
+)
+"""Every message certrecon reads (certification, comparison-evidence) or writes (the others)."""
 
 
 class UnknownSchemaError(InputError):

@@ -1,0 +1,324 @@
+"""Comparison evidence: topic messages and import files (contract 1.1)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from certrecon.consumers.models import MESSAGE_NOT_JSON, MESSAGE_NOT_UTF8, MESSAGE_TOMBSTONE
+from certrecon.contract import example_bytes, load_schema
+from certrecon.csvfile import Problems
+from certrecon.domain import CST
+from certrecon.errors import EvidenceImportError
+from certrecon.evidence import (
+    Evidence,
+    EvidenceInvalid,
+    EvidenceKind,
+    EvidenceValid,
+    decode_evidence,
+)
+from certrecon.evidence.csvfile import (
+    HEADER,
+    iter_evidence_file,
+    parse_evidence,
+    raise_if_rejected,
+)
+from tests.unit.test_dead_letter import schema_problems
+
+TOPIC = "mohrss.comparison"
+RECEIVED = dt.datetime(2026, 8, 5, 2, 13, tzinfo=dt.UTC)  # 10:13 in Beijing
+ID = "11010519491231002X"
+ID2 = "110105195506010114"
+TODAY = dt.date(2026, 8, 5)
+
+
+def message(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(example_bytes("comparison-death.json"))
+    body.update(changes)
+    return body
+
+
+def run(body: dict[str, Any] | bytes | None, received_at: dt.datetime = RECEIVED) -> Any:
+    value = json.dumps(body, ensure_ascii=False).encode() if isinstance(body, dict) else body
+    return decode_evidence(value, topic=TOPIC, received_at=received_at)
+
+
+def errors_of(body: dict[str, Any] | bytes | None) -> tuple[str, ...]:
+    decoded = run(body)
+    assert isinstance(decoded, EvidenceInvalid), decoded
+    return decoded.errors
+
+
+# ------------------------------------------------------------------------------ topic
+
+
+def test_the_shipped_example_decodes_and_matches_its_schema() -> None:
+    raw = example_bytes("comparison-death.json")
+    assert schema_problems(json.loads(raw), load_schema("comparison-evidence")) == []
+    decoded = decode_evidence(raw, topic=TOPIC, received_at=RECEIVED)
+    assert isinstance(decoded, EvidenceValid)
+    assert decoded.raw == raw
+    assert decoded.evidence == evidence(
+        evidence_id="MZ-2026-000481",
+        source="civil_affairs:cremation",
+        event_date=dt.date(2026, 8, 2),
+        observed_at=dt.datetime(2026, 8, 5, 10, 12, tzinfo=CST),
+    )
+
+
+@pytest.mark.parametrize("kind", list(EvidenceKind))
+def test_every_kind_is_accepted(kind: EvidenceKind) -> None:
+    decoded = run(message(kind=kind.value))
+    assert isinstance(decoded, EvidenceValid)
+    assert decoded.evidence.kind is kind
+
+
+def test_lower_case_check_character_is_normalised_and_id_type_defaults() -> None:
+    decoded = run(message(subject={"id_number": ID.lower(), "name": "张三"}))
+    assert isinstance(decoded, EvidenceValid)
+    assert decoded.evidence.id_number == ID
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"schema_version": 2}, "schema_version: must be the integer 1"),
+        ({"evidence_id": "has space"}, "evidence_id: must be a string of 1–64 characters"),
+        ({"evidence_id": "x" * 65}, "evidence_id: must be a string of 1–64 characters"),
+        ({"kind": "birth"}, "kind: must be one of death, imprisonment, release, proof_of_life"),
+        ({"event_date": "2026-8-2"}, "event_date: must be a date of the form YYYY-MM-DD"),
+        ({"event_date": "2026-02-30"}, "event_date: must be a date of the form YYYY-MM-DD"),
+        ({"event_date": "2026-08-06"}, "event_date: is after the day it was received"),
+        ({"event_date": "1899-12-31"}, "event_date: is before 1900-01-01"),
+        ({"source": ""}, "source: must be a string of 1–128 characters"),
+        ({"source": "  "}, "source: must not be blank"),
+        ({"source": "a\u0007b"}, "source: must not contain control characters"),
+        ({"observed_at": "2026-08-05 10:12:00"}, "observed_at: must be an RFC 3339 timestamp"),
+        ({"observed_at": "2026-08-05T10:12:00"}, "observed_at: must be an RFC 3339 timestamp"),
+        ({"observed_at": "2026-08-05T10:30:00+08:00"}, "observed_at: is more than 10 minutes"),
+        ({"observed_at": "1999-12-31T00:00:00+08:00"}, "observed_at: is before 2000-01-01"),
+        ({"subject": {"id_number": ID, "name": ""}}, "subject.name: must be a string of 1–64"),
+        ({"subject": {"id_number": ID[:17] + "1", "name": "张三"}}, "subject.id_number: check"),
+        (
+            {"subject": {"id_number": ID, "name": "张三", "id_type": "foreign_permanent_resident"}},
+            "subject.id_number: is a resident ID number but id_type is foreign",
+        ),
+    ],
+)
+def test_each_rule_names_its_field(changes: dict[str, Any], expected: str) -> None:
+    errors = errors_of(message(**changes))
+    assert any(e.startswith(expected) for e in errors), errors
+
+
+def test_missing_fields_are_all_listed_and_the_evidence_id_is_kept() -> None:
+    body = message()
+    del body["source"], body["observed_at"]
+    decoded = run(body)
+    assert isinstance(decoded, EvidenceInvalid)
+    assert decoded.errors == ("source: required", "observed_at: required")
+    assert decoded.evidence_id == "MZ-2026-000481"
+    assert decoded.reason == "source: required; observed_at: required"
+
+
+def test_errors_never_contain_the_id_number_or_name() -> None:
+    errors = errors_of(message(subject={"id_number": ID[:17] + "1", "name": "张\u0000三"}))
+    assert all(ID[:17] not in e and "张" not in e for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, MESSAGE_TOMBSTONE),
+        (b"\xff\xfe", MESSAGE_NOT_UTF8),
+        (b"{not json", MESSAGE_NOT_JSON),
+        (b"[1, 2]", "message: not a JSON object"),
+    ],
+)
+def test_undecodable_messages(value: bytes | None, expected: str) -> None:
+    decoded = run(value)
+    assert isinstance(decoded, EvidenceInvalid)
+    assert decoded.errors == (expected,)
+    assert decoded.evidence_id is None
+
+
+def test_duplicate_keys_and_non_finite_numbers_make_a_message_invalid() -> None:
+    raw = json.dumps(message(extra=1.5)).replace(
+        '"kind": "death"', '"kind": "death", "kind": "release"'
+    )
+    decoded = run(raw.replace("1.5", "NaN").encode())
+    assert isinstance(decoded, EvidenceInvalid)
+    assert decoded.errors == (
+        "message: duplicate key kind",
+        "message: extra: non-finite number NaN",
+    )
+    assert decoded.evidence_id == "MZ-2026-000481"
+
+
+def test_unknown_fields_are_accepted() -> None:
+    assert isinstance(run(message(extra_field={"a": 1})), EvidenceValid)
+
+
+def test_caller_mistakes_raise() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        decode_evidence(b"{}", topic=TOPIC, received_at=dt.datetime(2026, 1, 1))  # noqa: DTZ001
+    with pytest.raises(ValueError, match="max_skew"):
+        decode_evidence(b"{}", topic=TOPIC, received_at=RECEIVED, max_skew=dt.timedelta(seconds=-1))
+
+
+@given(st.binary(max_size=300))
+def test_decode_never_raises_on_arbitrary_bytes(value: bytes) -> None:
+    assert isinstance(run(value), EvidenceInvalid | EvidenceValid)
+
+
+# ------------------------------------------------------------------------------ identity
+
+
+def evidence(**changes: Any) -> Evidence:
+    fields: dict[str, Any] = {
+        "evidence_id": "E1",
+        "source": "health:death_certificate",
+        "kind": EvidenceKind.DEATH,
+        "id_number": ID,
+        "name": "张三",
+        "event_date": dt.date(2026, 3, 1),
+    }
+    fields.update(changes)
+    return Evidence(**fields)
+
+
+def test_identity_is_per_source_and_transport_does_not_count() -> None:
+    a = evidence()
+    assert not a.conflicts_with(evidence(observed_at=RECEIVED))  # same record via the topic
+    assert a.conflicts_with(evidence(event_date=dt.date(2026, 3, 2)))
+    assert a.conflicts_with(evidence(kind=EvidenceKind.PROOF_OF_LIFE))
+    assert not a.conflicts_with(evidence(source="civil_affairs:cremation", name="李四"))
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def lines(*rows: str, header: str = ",".join(HEADER)) -> list[str]:
+    return [row + "\n" for row in (header, *rows)]
+
+
+def parse(text: list[str], today: dt.date = TODAY) -> tuple[list[tuple[int, Evidence]], Problems]:
+    problems = Problems()
+    rows = list(parse_evidence(text, today=today, problems=problems))
+    return rows, problems
+
+
+def test_a_good_file() -> None:
+    rows, problems = parse(
+        lines(
+            f"E1,death,{ID.lower()},张三,2026-03-01,civil_affairs:cremation",
+            "",
+            f" P-9 , proof_of_life ,{ID2}, 李四 ,2026-07-30, transport:rail_travel ",
+        )
+    )
+    assert not problems
+    assert rows == [
+        (2, evidence(source="civil_affairs:cremation")),
+        (
+            4,
+            Evidence(
+                evidence_id="P-9",
+                source="transport:rail_travel",
+                kind=EvidenceKind.PROOF_OF_LIFE,
+                id_number=ID2,
+                name="李四",
+                event_date=dt.date(2026, 7, 30),
+            ),
+        ),
+    ]
+
+
+def test_every_bad_row_is_named_by_line_and_nothing_personal_is_echoed() -> None:
+    bad_id = ID[:17] + "1"
+    rows, problems = parse(
+        lines(
+            f"E1,death,{ID},张三,2026-03-01,s",  # line 2: fine
+            f"bad id!,birth,{bad_id},,2026-13-01,",  # line 3: six problems
+            f"E3,release,{ID},张三,2026-08-06,s",  # line 4: future event
+            "E4,release",  # line 5: too few cells
+            f'E5,release,{ID},"张\u0007三",1899-01-01,{"s" * 129}',  # line 6
+        )
+    )
+    assert [line for line, _ in rows] == [2]
+    by_line: dict[int, list[str]] = {}
+    for line, text in problems.sorted():
+        by_line.setdefault(line, []).append(text)
+    assert sorted(by_line) == [3, 4, 5, 6]
+    assert by_line[3] == [
+        "evidence_id must be 1–64 characters from A-Z a-z 0-9 _ : . -",
+        "kind 'birth' is not one of death, imprisonment, release, proof_of_life",
+        "id_number check character does not match (ISO 7064 MOD 11-2)",
+        "name is empty",
+        "event_date '2026-13-01' is not a valid calendar date",
+        "source is empty",
+    ]
+    assert by_line[4] == ["event_date is after the day it was received"]
+    assert by_line[5] == ["expected 6 cells, found 2"]
+    assert by_line[6] == [
+        "name must not contain control characters",
+        "event_date is before 1900-01-01, not a plausible event date",
+        "source is longer than 128 characters",
+    ]
+    assert all(bad_id not in t and "张" not in t for _, t in problems.sorted())
+    with pytest.raises(EvidenceImportError, match=r"11 problem.* on 4 line") as caught:
+        raise_if_rejected(problems, "f.csv")
+    assert caught.value.problems == problems.sorted()
+
+
+def test_a_wrong_header_is_rejected_at_once() -> None:
+    with pytest.raises(EvidenceImportError, match="line 1 must be the header evidence_id,kind"):
+        parse(lines(header="evidence_id,kind,id_number,name,event_date"))
+    with pytest.raises(EvidenceImportError, match="looks like a data row"):
+        parse([f"E1,death,{ID},张三,2026-03-01,s\n"])
+    with pytest.raises(EvidenceImportError, match="the file is empty"):
+        parse([])
+
+
+def test_files_stream_with_bom_crlf_and_a_line_cap(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbf"
+        + ",".join(HEADER).encode()
+        + b"\r\n"
+        + f"E1,death,{ID},张三,2026-03-01,s\r\n".encode()
+        + b"E2,"
+        + b"x" * 200_000
+        + b"\r\n"
+        + b"E3,death,\xff,,,\r\n"
+        + f"E4,proof_of_life,{ID},张三,2026-03-01,s\r\n".encode()
+    )
+    problems = Problems()
+    seen: list[tuple[int, int]] = []
+    rows = list(
+        iter_evidence_file(
+            path, today=TODAY, problems=problems, progress=lambda d, t: seen.append((d, t))
+        )
+    )
+    assert [(line, e.evidence_id) for line, e in rows] == [(2, "E1"), (5, "E4")]
+    assert (3, "line is longer than 65536 bytes") in problems.sorted()
+    assert (4, "not valid UTF-8 (byte 10 of the line)") in problems.sorted()
+    assert seen[-1] == (path.stat().st_size, path.stat().st_size)
+
+
+def test_an_unreadable_file_is_an_import_error(tmp_path: Path) -> None:
+    with pytest.raises(EvidenceImportError, match="cannot read the file"):
+        list(iter_evidence_file(tmp_path / "missing.csv", today=TODAY, problems=Problems()))
+
+
+def test_kept_problems_are_capped_but_counted() -> None:
+    problems = Problems(limit=3)
+    rows = list(parse_evidence(lines(*(["E,nope,,,,"] * 5)), today=TODAY, problems=problems))
+    assert rows == []
+    assert problems.total == 25
+    assert len(problems.kept) == 3
+    assert "25 problem(s) (the first 3 kept)" in problems.summary("f.csv")
