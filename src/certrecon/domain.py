@@ -60,6 +60,8 @@ class ReviewReason(StrEnum):
 
     DECEASED = "deceased"
     IMPRISONED = "imprisoned"
+    COMPARISON_EVIDENCE = "comparison_evidence"
+    """Held, not queued: the person's comparison evidence is under review (person-level)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,8 @@ class RosterRecord:
     deceased_on: dt.date | None = None
     imprisoned_from: dt.date | None = None
     imprisoned_until: dt.date | None = None
+    suspended_on: dt.date | None = None
+    """When payments were suspended (the roster's optional last column), if known."""
 
 
 @dataclass(frozen=True, slots=True)

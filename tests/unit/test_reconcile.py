@@ -218,6 +218,7 @@ def test_qualified_carries_everything_an_auditor_needs() -> None:
         "cycle": 2024,
         "payment_cutoff": "2023-12-31",
         "roster_first_paid_on": "2010-01-01",
+        "comparison_evidence": [],
         "roster_deceased_on": None,
         "roster_imprisoned_from": None,
         "roster_imprisoned_until": None,

@@ -10,23 +10,32 @@ that applies decides; ``d`` is the certification's local date (China Standard Ti
 4. ``no_first_payment`` / ``first_payment_after_cutoff`` → ``not_in_scope``: no first monthly
    payment is recorded, or it was after the cycle's cut-off (31 December of the year before
    the cycle). A first payment exactly on the cut-off is in scope.
-5. ``deceased`` / ``imprisoned`` → staff review, no automatic outcome: local records show
+5. Comparison evidence (contract 1.1), judged by
+   :func:`~certrecon.reconcile.evidence.person_evidence`:
+   ``evidence_under_review`` → held, no automatic outcome: a person-level review item
+   (death, or imprisonment without a later release) is open; the certification waits for
+   the staff verdict and is decided again after it. ``eligibility_lost_confirmed`` →
+   ``eligibility_lost``: staff confirmed a loss of eligibility covering ``d``. Rejected
+   evidence, and confirmed evidence whose period does not cover ``d``, let the rules go
+   on as if it were not there.
+6. ``deceased`` / ``imprisoned`` → staff review, no automatic outcome: local records show
    death on or before ``d``, or a prison term containing ``d`` (both ends inclusive, an open
    end meaning "still serving"). Death is checked first. Staff decide (逐人核实) between
    ``eligibility_lost`` and ``qualified``.
-6. ``name_mismatch`` → ``identity_mismatch``: the names differ after
+7. ``name_mismatch`` → ``identity_mismatch``: the names differ after
    :func:`~certrecon.reconcile.names.normalise_name`.
-7. ``face_check_failed`` → ``face_not_verified``: ``face_match`` is ``fail``.
-8. ``qualified`` → ``qualified``; ``qualified_lifts_suspension`` when the roster status is
+8. ``face_check_failed`` → ``face_not_verified``: ``face_match`` is ``fail``.
+9. ``qualified`` → ``qualified``; ``qualified_lifts_suspension`` when the roster status is
    ``suspended``: payments are held *because* the certification was missing, so a valid
    certification is exactly what lifts the suspension.
 
-Local loss of eligibility (5) is checked before the name and the face (6, 7) because a
+Loss of eligibility (5, 6) is checked before the name and the face (7, 8) because a
 deceased person's identity being used is the case staff most need to see, whatever the
 name or face check said.
 
 ``evidence`` carries every input the rules examined up to the deciding one (roster fields,
-dates as ISO strings, and the few certification facts used), so that an auditor can
+dates as ISO strings, the person's comparison evidence findings with their state and
+verdict, and the few certification facts used), so that an auditor can
 re-derive the decision with the same rule version. It is stored with the decision in the
 database and is never logged.
 
@@ -49,13 +58,15 @@ from certrecon.domain import (
     RosterRecord,
     RosterStatus,
 )
+from certrecon.reconcile.evidence import NO_EVIDENCE, PersonEvidence
 from certrecon.reconcile.names import normalise_name
 
-RULE_VERSION = "2026.1"
+RULE_VERSION = "2026.2"
 """Changes whenever the policy above changes; stored with every decision."""
 
 _NOT_IN_SCOPE = "不在本地认证范围"
 _REVIEW = "待人工核实"
+_LOST = "丧失待遇领取资格"
 _MISMATCH = "身份信息不匹配"
 _FACE = "人脸识别未通过"
 _QUALIFIED = "认证通过"
@@ -95,11 +106,13 @@ def decide(
     cycle: Cycle,
     *,
     region_prefix: str,
+    comparison: PersonEvidence = NO_EVIDENCE,
 ) -> Decision:
     """Apply the policy in this module's docstring to one certification.
 
     ``roster`` is the roster entry for the certification's ID number, or None when there is
-    none; ``cycle`` is the certification's cycle (normally ``Cycle.of(cert)``).
+    none; ``cycle`` is the certification's cycle (normally ``Cycle.of(cert)``);
+    ``comparison`` is the person's comparison evidence as judged so far.
     """
     day = cert.local_date
     evidence: dict[str, Any] = {
@@ -159,7 +172,27 @@ def decide(
             f"after the {cycle.year} cycle cut-off {cycle.payment_cutoff.isoformat()}",
         )
 
-    # 5. Local records of death or imprisonment: a person decides, not the rules.
+    # 5. Comparison evidence: staff verify it person by person (逐人核实).
+    evidence["comparison_evidence"] = comparison.records()
+    if comparison.under_review:
+        return _decision(
+            evidence,
+            rule="evidence_under_review",
+            review=ReviewReason.COMPARISON_EVIDENCE,
+            reason=f"{_REVIEW}: comparison evidence of death or imprisonment is being "
+            "verified for this person; the certification waits for the verdict",
+        )
+    lost = comparison.lost_on(day)
+    if lost is not None:
+        return _decision(
+            evidence,
+            rule="eligibility_lost_confirmed",
+            outcome=Outcome.ELIGIBILITY_LOST,
+            reason=f"{_LOST}: staff confirmed comparison evidence; eligibility lost from "
+            f"{lost.start.isoformat()}, covering {day.isoformat()}",
+        )
+
+    # 6. Local records of death or imprisonment: a person decides, not the rules.
     evidence["roster_deceased_on"] = _iso(roster.deceased_on)
     if roster.deceased_on is not None and roster.deceased_on <= day:
         return _decision(
@@ -181,7 +214,7 @@ def decide(
             f"{_iso(roster.imprisoned_from)} to {until} covering {day.isoformat()}",
         )
 
-    # 6. Name.
+    # 7. Name.
     roster_name = normalise_name(roster.name)
     cert_name = normalise_name(cert.name)
     evidence["roster_name"] = roster.name
@@ -195,7 +228,7 @@ def decide(
             reason=f"{_MISMATCH}: the name differs from the roster after normalisation",
         )
 
-    # 7. Face check.
+    # 8. Face check.
     evidence["face_match"] = cert.face_match.value
     if cert.face_match is FaceMatch.FAIL:
         return _decision(
@@ -205,7 +238,7 @@ def decide(
             reason=f"{_FACE}: the channel's face check failed",
         )
 
-    # 8. Qualified.
+    # 9. Qualified.
     if roster.status is RosterStatus.SUSPENDED:
         return _decision(
             evidence,
