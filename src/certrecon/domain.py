@@ -55,6 +55,13 @@ class RosterStatus(StrEnum):
     TERMINATED = "terminated"
 
 
+class CycleMode(StrEnum):
+    """How certification cycles are counted (``CERTRECON_CYCLE``); see certrecon.cycle."""
+
+    CALENDAR_YEAR = "calendar_year"
+    ROLLING_12_MONTHS = "rolling_12_months"
+
+
 class ReviewReason(StrEnum):
     """Why a certification waits for a person (逐人核实) instead of an automatic result."""
 

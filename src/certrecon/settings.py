@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from certrecon.domain import Channel
+from certrecon.domain import Channel, CycleMode
 from certrecon.errors import ConfigurationError
 from certrecon.text import printable, shorten
 from certrecon.transport import KafkaSecurity, Secret, transport_from_env
@@ -34,6 +34,8 @@ class _Defaults:
     dead_letter_topic = "certrecon.dead-letter"
     sla_alert_topic = "certrecon.sla-alert"
     audit_checkpoint_topic = "certrecon.audit-checkpoint"
+    comparison_topic = "mohrss.comparison"
+    benefit_action_topic = "certrecon.benefit-action"
     group_id = "certrecon"
 
 
@@ -53,6 +55,9 @@ class Settings:
     sla_alert_topic: str = _Defaults.sla_alert_topic
     audit_checkpoint_topic: str = _Defaults.audit_checkpoint_topic
     audit_checkpoint_seconds: float = 3600.0
+    comparison_topic: str = _Defaults.comparison_topic
+    benefit_action_topic: str = _Defaults.benefit_action_topic
+    cycle_mode: CycleMode = CycleMode.CALENDAR_YEAR
     group_id: str = _Defaults.group_id
     create_topics: bool = True
     topic_partitions: int = 6
@@ -120,6 +125,12 @@ class Settings:
             "CERTRECON_TOPIC_AUDIT_CHECKPOINT": r.topic(
                 "CERTRECON_TOPIC_AUDIT_CHECKPOINT", _D.audit_checkpoint_topic
             ),
+            "CERTRECON_TOPIC_COMPARISON": r.topic(
+                "CERTRECON_TOPIC_COMPARISON", _D.comparison_topic
+            ),
+            "CERTRECON_TOPIC_BENEFIT_ACTION": r.topic(
+                "CERTRECON_TOPIC_BENEFIT_ACTION", _D.benefit_action_topic
+            ),
         }
         seen = set(topics.values())
         for name, topic in outputs.items():
@@ -132,6 +143,10 @@ class Settings:
         http_host = r.text("CERTRECON_HTTP_HOST", "127.0.0.1")
         if not _HOST.fullmatch(http_host):
             raise r.bad("CERTRECON_HTTP_HOST", http_host, "is not a host name or IP address")
+        cycle = r.text("CERTRECON_CYCLE", CycleMode.CALENDAR_YEAR.value)
+        if cycle not in {m.value for m in CycleMode}:
+            modes = ", ".join(m.value for m in CycleMode)
+            raise r.bad("CERTRECON_CYCLE", cycle, f"must be one of {modes}")
         return cls(
             database_url=r.database_url("CERTRECON_DATABASE_URL"),
             kafka_bootstrap=r.bootstrap("CERTRECON_KAFKA_BOOTSTRAP"),
@@ -145,6 +160,9 @@ class Settings:
             audit_checkpoint_seconds=r.seconds(
                 "CERTRECON_AUDIT_CHECKPOINT_SECONDS", 3600.0, 31 * 86_400.0
             ),
+            comparison_topic=outputs["CERTRECON_TOPIC_COMPARISON"],
+            benefit_action_topic=outputs["CERTRECON_TOPIC_BENEFIT_ACTION"],
+            cycle_mode=CycleMode(cycle),
             group_id=group_id,
             create_topics=r.flag("CERTRECON_CREATE_TOPICS", True),
             topic_partitions=r.integer("CERTRECON_TOPIC_PARTITIONS", 6, 1, 10_000),

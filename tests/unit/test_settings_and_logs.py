@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from certrecon import logs
-from certrecon.domain import Channel
+from certrecon.domain import Channel, CycleMode
 from certrecon.errors import ConfigurationError
 from certrecon.settings import Settings
 
@@ -29,6 +29,9 @@ def test_defaults_follow_the_contract() -> None:
     assert s.dead_letter_topic == "certrecon.dead-letter"
     assert s.sla_alert_topic == "certrecon.sla-alert"
     assert s.deadline_working_days == 5
+    assert s.comparison_topic == "mohrss.comparison"
+    assert s.benefit_action_topic == "certrecon.benefit-action"
+    assert s.cycle_mode is CycleMode.CALENDAR_YEAR
 
 
 def test_environment_overrides() -> None:
@@ -39,6 +42,9 @@ def test_environment_overrides() -> None:
             "CERTRECON_REGION": "3101",
             "CERTRECON_TOPIC_ESSC": "other.essc",
             "CERTRECON_CREATE_TOPICS": "false",
+            "CERTRECON_CYCLE": "rolling_12_months",
+            "CERTRECON_TOPIC_COMPARISON": "x.comparison",
+            "CERTRECON_TOPIC_BENEFIT_ACTION": "x.benefit",
         }
     )
     assert s.database_url == "postgresql://db/x"
@@ -47,6 +53,8 @@ def test_environment_overrides() -> None:
     assert s.channel_topics[Channel.ESSC] == "other.essc"
     assert s.topic_channels()["other.essc"] is Channel.ESSC
     assert s.create_topics is False
+    assert s.cycle_mode is CycleMode.ROLLING_12_MONTHS
+    assert (s.comparison_topic, s.benefit_action_topic) == ("x.comparison", "x.benefit")
 
 
 @pytest.mark.parametrize(
@@ -90,6 +98,9 @@ def test_environment_overrides() -> None:
         ("CERTRECON_KAFKA_BOOTSTRAP", "k:9092,,", "host:port"),
         ("CERTRECON_KAFKA_BOOTSTRAP", "k 9092", "host:port"),
         ("CERTRECON_DATABASE_URL", "mysql://u:secret@h/db", "postgresql://"),
+        ("CERTRECON_CYCLE", "yearly", "calendar_year, rolling_12_months"),
+        ("CERTRECON_TOPIC_COMPARISON", "mohrss.certification.essc", "already used"),
+        ("CERTRECON_TOPIC_BENEFIT_ACTION", "certrecon.sla-alert", "already used"),
     ],
 )
 def test_bad_settings_are_named(name: str, value: str, message: str) -> None:

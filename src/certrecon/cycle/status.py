@@ -49,7 +49,7 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-from certrecon.domain import RosterRecord, RosterStatus
+from certrecon.domain import CycleMode, RosterRecord, RosterStatus
 from certrecon.reconcile.evidence import NO_EVIDENCE, PersonEvidence
 
 __all__ = [
@@ -65,11 +65,6 @@ __all__ = [
     "person_status",
     "valid_until",
 ]
-
-
-class CycleMode(StrEnum):
-    CALENDAR_YEAR = "calendar_year"
-    ROLLING_12_MONTHS = "rolling_12_months"
 
 
 class CycleStatus(StrEnum):

@@ -1,0 +1,96 @@
+"""Output of the ``certrecon cycle`` commands: the status tables and the owner-only CSV lists.
+
+The lists carry ID numbers and names (staff need them for outreach), so they are written to
+a file that only its owner can read, never to the terminal; the tables carry counts only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from certrecon.cycle import OUTREACH_HEADER, STATUS_ORDER, CycleSummary, OutreachRow
+from certrecon.domain import CycleMode
+from certrecon.errors import InputError
+
+__all__ = ["cycle_heading", "parse_day", "print_summary", "write_rows_csv"]
+
+OWNER_ONLY = 0o600
+
+
+def parse_day(text: str, option: str) -> dt.date:
+    """A strict ``YYYY-MM-DD`` option value."""
+    from certrecon.csvfile import parse_iso_date
+
+    day = parse_iso_date(text.strip())
+    if day is None:
+        raise InputError(f"{option} {text!r} is not a date of the form YYYY-MM-DD")
+    return day
+
+
+def cycle_heading(mode: CycleMode, year: int, as_of: dt.date) -> str:
+    if mode is CycleMode.CALENDAR_YEAR:
+        return (
+            f"Certification cycle {year} (calendar year; first payment on or before "
+            f"{year - 1}-12-31), as of {as_of.isoformat()}"
+        )
+    return f"Certification cycle: rolling 12 months, as of {as_of.isoformat()}"
+
+
+def print_summary(summary: CycleSummary, heading: str) -> None:
+    """The counts by status, then by district, as terminal tables."""
+    from rich.table import Table
+
+    from certrecon.cli.review_cmd import console
+
+    out = console()
+    out.print(heading)
+    total = summary.in_scope
+    by_status = Table(title=f"In scope: {total}")
+    by_status.add_column("status")
+    by_status.add_column("people", justify="right")
+    by_status.add_column("share", justify="right")
+    for status in STATUS_ORDER:
+        n = summary.by_status[status]
+        share = f"{100 * n / total:.1f} %" if total else "-"
+        by_status.add_row(status.value, str(n), share)
+    out.print(by_status)
+    districts = Table(title="By district (insured_region)")
+    districts.add_column("district")
+    for status in STATUS_ORDER:
+        districts.add_column(status.value.replace("_", " "), justify="right")
+    for district, counts in sorted(summary.by_district.items()):
+        districts.add_row(district, *(str(counts[s]) for s in STATUS_ORDER))
+    out.print(districts)
+
+
+def write_rows_csv(path: Path, rows: Iterable[OutreachRow]) -> int:
+    """Write an outreach or suspend-candidate list; returns the number of people.
+
+    The file appears complete or not at all (written beside ``path``, then renamed over it)
+    and is readable by its owner only, whatever a file of that name allowed before.
+    """
+    directory = path.parent
+    if not directory.is_dir():
+        raise InputError(f"{path}: the folder {directory} does not exist")
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    count = 0
+    try:
+        os.fchmod(fd, OWNER_ONLY)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
+            writer = csv.writer(stream, lineterminator="\n")
+            writer.writerow(OUTREACH_HEADER)
+            for row in rows:
+                writer.writerow(row.cells())
+                count += 1
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return count
