@@ -2,14 +2,15 @@
 
 Both files follow the same conventions, kept here once:
 
-* UTF-8, with or without a byte-order mark; a bad byte is reported with its file line.
+* UTF-8, with or without a byte-order mark; a bad byte or a NUL is reported with its line.
 * Line 1 is the header and must name the contract's columns in the contract's order.
 * Problems are reported by **file line number** (line 1 is the header, so the first data
   row is on line 2, the number a spreadsheet shows), never with the ID number or name of
   the row, so a rejection on a terminal or in a scheduler's log leaks no personal data.
-* Lines are read one at a time and none may be longer than a cap, so a huge or endless
-  file costs bounded memory; the number of problems kept is capped too (the rest are
-  counted).
+* Files are read one line at a time and a line longer than :data:`MAX_LINE_BYTES` stops
+  the import at once (a binary file, ``/dev/zero``, a file of another kind), so a file
+  costs bounded memory whatever it holds; at most :data:`MAX_PROBLEMS_KEPT` problems are
+  kept, all are counted.
 * Blank lines carry no row.
 
 Pure apart from reading the stream it is given.
@@ -21,67 +22,45 @@ import codecs
 import csv
 import datetime as dt
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from certrecon.errors import FileRejectedError
+from certrecon.text import shorten
+
 __all__ = [
-    "DEFAULT_MAX_LINE_BYTES",
-    "MAX_KEPT_PROBLEMS",
+    "MAX_LINE_BYTES",
+    "MAX_PROBLEMS_KEPT",
     "ByteProgress",
     "DateCells",
-    "HeaderProblem",
     "Problems",
+    "check_header",
     "data_rows",
     "decoded_lines",
-    "has_control_character",
     "parse_iso_date",
 ]
 
-DEFAULT_MAX_LINE_BYTES = 64 * 1024
-"""No row of either file comes near this; a longer line is a wrong file, not a row."""
-
-MAX_KEPT_PROBLEMS = 10_000
-"""Problems beyond this are counted, not kept: an operator reads the first few anyway."""
+MAX_LINE_BYTES = 64 * 1024
+"""A longer line stops the import: a row of these files is a few hundred bytes at most."""
+MAX_PROBLEMS_KEPT = 1000
+"""Problems kept for the report; the rest are only counted."""
 
 ByteProgress = Callable[[int, int], None]
 """Called now and then with (bytes read so far, file size in bytes)."""
 
 _PROGRESS_EVERY = 8192  # lines between progress calls: often enough for a smooth bar
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_SKIP_CHUNK = 1024 * 1024
 
 
-@dataclass(slots=True)
-class Problems:
-    """(file line, problem) pairs found in one file, capped at ``limit`` kept entries."""
-
-    limit: int = MAX_KEPT_PROBLEMS
-    kept: list[tuple[int, str]] = field(default_factory=list)
-    total: int = 0
-    lines: set[int] = field(default_factory=set)
-    """Distinct lines with a problem, up to ``limit`` of them."""
-
-    def add(self, line: int, problem: str) -> None:
-        self.total += 1
-        if len(self.kept) < self.limit:
-            self.kept.append((line, problem))
-            self.lines.add(line)
-
-    def __bool__(self) -> bool:
-        return self.total > 0
-
-    def sorted(self) -> list[tuple[int, str]]:
-        return sorted(self.kept, key=lambda p: p[0])
-
-    def summary(self, source: str) -> str:
-        """The one-line rejection message for a file with problems."""
-        more = "" if self.total == len(self.kept) else f" (the first {len(self.kept)} kept)"
-        return (
-            f"{source}: rejected, nothing was imported: {self.total} problem(s){more} on "
-            f"{len(self.lines)} line(s) (numbers are file line numbers; line 1 is the header)"
-        )
+def parse_iso_date(text: str) -> dt.date | None:
+    """The date of a strict ``YYYY-MM-DD`` text, else None."""
+    # date.fromisoformat alone would also take 20240101 and 2024-W01-1.
+    if not _DATE.fullmatch(text):
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 class DateCells:
@@ -98,69 +77,90 @@ class DateCells:
         if known is not None:
             return known
         if not _DATE.fullmatch(text):
-            problems.append(f"{column} {text!r} is not a date of the form YYYY-MM-DD")
+            problems.append(f"{column} {shorten(text, 40)!r} is not a date of the form YYYY-MM-DD")
             return None
         day = parse_iso_date(text)
         if day is None:
             problems.append(f"{column} {text!r} is not a valid calendar date")
             return None
-        if len(self._known) < 100_000:
-            self._known[text] = day
+        self._known[text] = day
         return day
 
 
-def parse_iso_date(text: str) -> dt.date | None:
-    """The date of a strict ``YYYY-MM-DD`` text, else None."""
-    # date.fromisoformat alone would also take 20240101 and 2024-W01-1.
-    if not _DATE.fullmatch(text):
-        return None
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        return None
+class Problems:
+    """The problems of one file: the first :data:`MAX_PROBLEMS_KEPT` kept, all counted."""
+
+    def __init__(self, keep: int = MAX_PROBLEMS_KEPT) -> None:
+        self._keep = keep
+        self.kept: list[tuple[int, str]] = []
+        self.count = 0
+        self._lines: set[int] = set()
+        self._last = 0
+        self.lines = 0
+        """How many distinct lines have a problem."""
+
+    def add(self, line: int, problem: str) -> None:
+        self.count += 1
+        # Problems come (nearly) in line order; beyond the cap only the last line is
+        # remembered, so memory stays bounded and the line count stays close.
+        if line != self._last and line not in self._lines:
+            self.lines += 1
+            if len(self._lines) < self._keep:
+                self._lines.add(line)
+        self._last = line
+        if len(self.kept) < self._keep:
+            self.kept.append((line, problem))
+
+    def room(self) -> int:
+        """How many more problems would be kept."""
+        return max(0, self._keep - len(self.kept))
+
+    def count_only(self, n: int) -> None:
+        """Count ``n`` more problems, each on its own line, without keeping them."""
+        self.count += n
+        self.lines += n
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def rejection(self, source: str, error: type[FileRejectedError]) -> FileRejectedError:
+        """The ``error`` that rejects the file, listing the kept problems in line order."""
+        self.kept.sort(key=lambda p: p[0])
+        return error(
+            f"{source}: rejected, nothing was imported: {self.count} problem(s) on "
+            f"{self.lines} line(s) (numbers are file line numbers; line 1 is the header)",
+            list(self.kept),
+            total=self.count,
+        )
 
 
-def has_control_character(text: str) -> bool:
-    """True when ``text`` holds a C0/C1 control character (tab, newline and NUL included)."""
-    return not text.isprintable() and any(unicodedata.category(ch) == "Cc" for ch in text)
-
-
-class HeaderProblem(Exception):
-    """Line 1 is not the expected header; ``str()`` is the operator-facing explanation."""
-
-    def __init__(self, message: str, problem: str) -> None:
-        super().__init__(message)
-        self.problem = problem
-
-
-def _strip_bom(lines: Iterable[str]) -> Iterator[str]:
-    it = iter(lines)
-    first = next(it, None)
+def _strip_bom(lines: Iterator[str]) -> Iterator[str]:
+    first = next(lines, None)
     if first is None:
         return
     yield first.removeprefix(codecs.BOM_UTF8.decode())
-    yield from it
+    yield from lines
 
 
-def data_rows(
-    lines: Iterable[str], header: tuple[str, ...], problems: Problems
-) -> Iterator[tuple[int, list[str]]]:
-    """The data rows of a CSV given as text lines (line ends kept), with their file line.
-
-    Checks line 1 against ``header`` first and raises :class:`HeaderProblem` when it is
-    missing or different. Rows that are not valid CSV are recorded in ``problems`` and
-    skipped; blank lines are skipped. Cells are given as read (not stripped).
-    """
+def check_header(
+    reader: Iterator[list[str]],
+    header: tuple[str, ...],
+    source: str,
+    error: type[FileRejectedError],
+) -> None:
+    """Read line 1 and raise ``error`` unless it is ``header``."""
     expected = ",".join(header)
-    reader = csv.reader(_strip_bom(lines), strict=True)
     try:
         found_row = next(reader)
     except StopIteration:
-        raise HeaderProblem(
-            f"the file is empty; expected the header line {expected}", "missing header"
+        raise error(
+            f"{source}: the file is empty; expected the header line {expected}",
+            [(1, "missing header")],
         ) from None
     except csv.Error as exc:
-        raise HeaderProblem(f"line 1 is not a CSV header: {exc}", f"not CSV: {exc}") from None
+        raise error(
+            f"{source}: line 1 is not a CSV header: {exc}", [(1, f"not CSV: {exc}")]
+        ) from None
     found = tuple(cell.strip() for cell in found_row)
     if found != header:
         # Column names have no digits; a first line with digits is a data row, whose ID
@@ -168,9 +168,29 @@ def data_rows(
         shown = (
             "it looks like a data row; is the header missing?"
             if any(ch.isdigit() for cell in found for ch in cell)
-            else f"found {','.join(found)!r}"
+            else f"found {shorten(','.join(found), 200)!r}"
         )
-        raise HeaderProblem(f"line 1 must be the header {expected} ({shown})", "wrong header")
+        raise error(
+            f"{source}: line 1 must be the header {expected} ({shown})", [(1, "wrong header")]
+        )
+
+
+def data_rows(
+    lines: Iterable[str],
+    header: tuple[str, ...],
+    problems: Problems,
+    *,
+    source: str,
+    error: type[FileRejectedError],
+) -> Iterator[tuple[int, list[str]]]:
+    """The data rows of a CSV given as text lines (line ends kept), with their file line.
+
+    The header is checked when the first row is asked for (a wrong one raises ``error``
+    at once). Rows that are not valid CSV go to ``problems``; blank lines are skipped.
+    Cells are given as read (not stripped).
+    """
+    reader = csv.reader(_strip_bom(iter(lines)), strict=True)
+    check_header(reader, header, source, error)
     last_line = reader.line_num
     while True:
         line = last_line + 1
@@ -184,7 +204,7 @@ def data_rows(
             continue
         last_line = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
-            continue
+            continue  # blank lines, such as a trailing one, carry no row
         yield line, row
 
 
@@ -192,30 +212,43 @@ def decoded_lines(
     stream: BinaryIO,
     problems: Problems,
     *,
+    source: str,
+    error: type[FileRejectedError],
+    kind: str,
     progress: ByteProgress | None = None,
     total: int = 0,
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> Iterator[str]:
-    """The lines of ``stream`` as text, each at most ``max_line_bytes`` long.
+    """The lines of ``stream`` as text; a line over :data:`MAX_LINE_BYTES` raises ``error``.
 
-    A bad UTF-8 byte or an over-long line is recorded in ``problems`` with its line number;
-    an over-long line is skipped in chunks (never held whole) and given as an empty line,
-    so the numbering of the lines after it stays right.
+    ``kind`` names the file in that message ("a roster CSV file"). Undecodable bytes and NUL
+    characters go to ``problems`` with their line.
     """
     # Decoding line by line (UTF-8 never has a newline byte inside a character) gives the
-    # exact line of a bad byte, and counts bytes for the progress bar.
+    # exact line of a bad byte, and counts bytes for the progress bar. readline is bounded,
+    # so a file without line breaks costs MAX_LINE_BYTES, not its size.
     done = 0
     number = 0
     while True:
-        raw = stream.readline(max_line_bytes + 1)
+        try:
+            raw = stream.readline(MAX_LINE_BYTES + 1)
+        except OSError as exc:
+            raise error(
+                f"{source}: reading failed after line {number}: {exc.strerror}", []
+            ) from exc
         if not raw:
             break
         number += 1
         done += len(raw)
-        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-            problems.add(number, f"line is longer than {max_line_bytes} bytes")
-            done += _skip_rest_of_line(stream)
-            raw = b"\n"
+        if len(raw) > MAX_LINE_BYTES:
+            raise error(
+                f"{source}: rejected, nothing was imported: line {number} is longer than "
+                f"{MAX_LINE_BYTES:,} bytes; this does not look like {kind}",
+                [(number, f"line longer than {MAX_LINE_BYTES:,} bytes")],
+            )
+        if b"\x00" in raw:
+            # csv would stop at it, and PostgreSQL cannot store it.
+            problems.add(number, "contains a NUL byte; is this a binary file?")
+            raw = raw.replace(b"\x00", b"")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -226,12 +259,3 @@ def decoded_lines(
         yield text
     if progress is not None:
         progress(done, total)
-
-
-def _skip_rest_of_line(stream: BinaryIO) -> int:
-    skipped = 0
-    while True:
-        chunk = stream.readline(_SKIP_CHUNK)
-        skipped += len(chunk)
-        if not chunk or chunk.endswith(b"\n"):
-            return skipped

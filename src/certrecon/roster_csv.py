@@ -16,16 +16,21 @@ a rejection printed on a terminal or captured by a scheduler leaks no personal d
 
 from __future__ import annotations
 
-import codecs
-import csv
-import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, NamedTuple
 
+from certrecon.csvfile import (
+    MAX_LINE_BYTES,
+    MAX_PROBLEMS_KEPT,
+    ByteProgress,
+    DateCells,
+    Problems,
+    data_rows,
+    decoded_lines,
+)
 from certrecon.domain import RosterRecord, RosterStatus
 from certrecon.errors import RosterImportError
 from certrecon.ids import id_number_problems, normalise_id_number
@@ -44,91 +49,24 @@ HEADER: tuple[str, ...] = (
 )
 """The contract's header, in this order."""
 
+__all__ = [
+    "HEADER",
+    "MAX_LINE_BYTES",
+    "MAX_PROBLEMS_KEPT",
+    "ByteProgress",
+    "Problems",
+    "RosterFile",
+    "RosterRow",
+    "iter_rows",
+    "parse_roster",
+    "read_roster_file",
+]
+
 MAX_NAME_LENGTH = 64
 MAX_BENEFIT_TYPE_LENGTH = 64
-MAX_LINE_BYTES = 64 * 1024
-"""A longer line stops the import: a roster line is a few hundred bytes at most."""
-MAX_PROBLEMS_KEPT = 1000
-"""Problems kept for the report; the rest are only counted."""
 
-ByteProgress = Callable[[int, int], None]
-"""Called now and then with (bytes read so far, file size in bytes)."""
-
-_PROGRESS_EVERY = 8192  # lines between progress calls: often enough for a smooth bar
 _STATUSES = {s.value: s for s in RosterStatus}
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _REGION = re.compile(r"[0-9]{6}")
-
-
-class _Dates:
-    """Strict ``YYYY-MM-DD`` parsing with a cache: rosters repeat the same dates a lot."""
-
-    def __init__(self) -> None:
-        self._known: dict[str, dt.date] = {}
-
-    def parse(self, column: str, text: str, problems: list[str]) -> dt.date | None:
-        if not text:
-            return None
-        known = self._known.get(text)
-        if known is not None:
-            return known
-        # date.fromisoformat alone would also take 20240101 and 2024-W01-1.
-        if not _DATE.fullmatch(text):
-            problems.append(f"{column} {shorten(text, 40)!r} is not a date of the form YYYY-MM-DD")
-            return None
-        try:
-            day = dt.date.fromisoformat(text)
-        except ValueError:
-            problems.append(f"{column} {text!r} is not a valid calendar date")
-            return None
-        self._known[text] = day
-        return day
-
-
-class Problems:
-    """The problems of one file: the first :data:`MAX_PROBLEMS_KEPT` kept, all counted."""
-
-    def __init__(self, keep: int = MAX_PROBLEMS_KEPT) -> None:
-        self._keep = keep
-        self.kept: list[tuple[int, str]] = []
-        self.count = 0
-        self._lines: set[int] = set()
-        self._last = 0
-        self.lines = 0
-        """How many distinct lines have a problem."""
-
-    def add(self, line: int, problem: str) -> None:
-        self.count += 1
-        # Problems come (nearly) in line order; beyond the cap only the last line is
-        # remembered, so memory stays bounded and the line count stays close.
-        if line != self._last and line not in self._lines:
-            self.lines += 1
-            if len(self._lines) < self._keep:
-                self._lines.add(line)
-        self._last = line
-        if len(self.kept) < self._keep:
-            self.kept.append((line, problem))
-
-    def room(self) -> int:
-        """How many more problems would be kept."""
-        return max(0, self._keep - len(self.kept))
-
-    def count_only(self, n: int) -> None:
-        """Count ``n`` more problems, each on its own line, without keeping them."""
-        self.count += n
-        self.lines += n
-
-    def __bool__(self) -> bool:
-        return self.count > 0
-
-    def rejection(self, source: str) -> RosterImportError:
-        self.kept.sort(key=lambda p: p[0])
-        return RosterImportError(
-            f"{source}: rejected, nothing was imported: {self.count} problem(s) on "
-            f"{self.lines} line(s) (numbers are file line numbers; line 1 is the header)",
-            list(self.kept),
-            total=self.count,
-        )
 
 
 class RosterRow(NamedTuple):
@@ -138,33 +76,6 @@ class RosterRow(NamedTuple):
     line: int
     id_number: str
     record: RosterRecord | None
-
-
-def _check_header(reader: Iterator[list[str]], source: str) -> None:
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise RosterImportError(
-            f"{source}: the file is empty; expected the header line {','.join(HEADER)}",
-            [(1, "missing header")],
-        ) from None
-    except csv.Error as exc:
-        raise RosterImportError(
-            f"{source}: line 1 is not a CSV header: {exc}", [(1, f"not CSV: {exc}")]
-        ) from None
-    found = tuple(cell.strip() for cell in header)
-    if found != HEADER:
-        # Column names have no digits; a first line with digits is a data row, whose ID
-        # number and name must not end up in the message.
-        shown = (
-            "it looks like a data row; is the header missing?"
-            if any(ch.isdigit() for cell in found for ch in cell)
-            else f"found {shorten(','.join(found), 200)!r}"
-        )
-        raise RosterImportError(
-            f"{source}: line 1 must be the header {','.join(HEADER)} ({shown})",
-            [(1, "wrong header")],
-        )
 
 
 def iter_rows(
@@ -178,23 +89,8 @@ def iter_rows(
     of surrounding whitespace, empty cells as None (an empty ``insured_region`` as ``""``).
     Duplicate ID numbers are *not* detected here: that needs the whole file.
     """
-    reader = csv.reader(_strip_bom(iter(lines)), strict=True)
-    _check_header(reader, source)
-    dates = _Dates()
-    last_line = reader.line_num
-    while True:
-        line = last_line + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            problems.add(line, f"not valid CSV: {exc}")
-            last_line = reader.line_num
-            continue
-        last_line = reader.line_num
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue  # blank lines, such as a trailing one, carry no row
+    dates = DateCells()
+    for line, row in data_rows(lines, HEADER, problems, source=source, error=RosterImportError):
         record, row_problems = _check_row(row, dates)
         for problem in row_problems:
             problems.add(line, problem)
@@ -221,7 +117,7 @@ def parse_roster(
     problems = Problems() if line_problems is None else line_problems
     records = _collect(iter_rows(lines, problems, source=source), problems)
     if problems:
-        raise problems.rejection(source)
+        raise problems.rejection(source, RosterImportError)
     return records
 
 
@@ -240,15 +136,7 @@ def _collect(rows: Iterable[RosterRow], problems: Problems) -> list[RosterRecord
     return records
 
 
-def _strip_bom(lines: Iterator[str]) -> Iterator[str]:
-    first = next(lines, None)
-    if first is None:
-        return
-    yield first.removeprefix(codecs.BOM_UTF8.decode())
-    yield from lines
-
-
-def _check_row(row: list[str], dates: _Dates) -> tuple[RosterRecord | None, list[str]]:
+def _check_row(row: list[str], dates: DateCells) -> tuple[RosterRecord | None, list[str]]:
     """The record for one data row, or None with the reasons it is not one."""
     if len(row) != len(HEADER):
         return None, [f"expected {len(HEADER)} cells, found {len(row)}"]
@@ -313,12 +201,6 @@ def _check_row(row: list[str], dates: _Dates) -> tuple[RosterRecord | None, list
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Progress:
-    callback: ByteProgress | None
-    total: int
-
-
 class RosterFile:
     """A roster CSV file read as a stream: ``with RosterFile(path) as f: for row in f.rows()``.
 
@@ -347,8 +229,14 @@ class RosterFile:
                 f"{self.source}: cannot read the file: {exc.strerror}", []
             ) from exc
         try:
-            lines = _decoded_lines(
-                self._stream, self.source, self.problems, _Progress(self._progress, total)
+            lines = decoded_lines(
+                self._stream,
+                self.problems,
+                source=self.source,
+                error=RosterImportError,
+                kind="a roster CSV file",
+                progress=self._progress,
+                total=total,
             )
             self._rows = iter_rows(lines, self.problems, source=self.source)
             # The header is checked on the first step; keep the row it yields, if any.
@@ -379,48 +267,7 @@ class RosterFile:
     def finish(self) -> None:
         """Raise the rejection if any problem was found."""
         if self.problems:
-            raise self.problems.rejection(self.source)
-
-
-def _decoded_lines(
-    stream: BinaryIO, source: str, problems: Problems, progress: _Progress
-) -> Iterator[str]:
-    # Decoding line by line (UTF-8 never has a newline byte inside a character) gives the
-    # exact line of a bad byte, and counts bytes for the progress bar. readline is bounded,
-    # so a file without line breaks costs MAX_LINE_BYTES, not its size.
-    done = 0
-    number = 0
-    while True:
-        try:
-            raw = stream.readline(MAX_LINE_BYTES + 1)
-        except OSError as exc:
-            raise RosterImportError(
-                f"{source}: reading failed after line {number}: {exc.strerror}", []
-            ) from exc
-        if not raw:
-            break
-        number += 1
-        done += len(raw)
-        if len(raw) > MAX_LINE_BYTES:
-            raise RosterImportError(
-                f"{source}: rejected, nothing was imported: line {number} is longer than "
-                f"{MAX_LINE_BYTES:,} bytes; this does not look like a roster CSV file",
-                [(number, f"line longer than {MAX_LINE_BYTES:,} bytes")],
-            )
-        if b"\x00" in raw:
-            # csv would stop at it, and PostgreSQL cannot store it.
-            problems.add(number, "contains a NUL byte; is this a binary file?")
-            raw = raw.replace(b"\x00", b"")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.add(number, f"not valid UTF-8 (byte {exc.start + 1} of the line)")
-            text = raw.decode("utf-8", "replace")
-        if progress.callback is not None and number % _PROGRESS_EVERY == 0:
-            progress.callback(done, progress.total)
-        yield text
-    if progress.callback is not None:
-        progress.callback(done, progress.total)
+            raise self.problems.rejection(self.source, RosterImportError)
 
 
 def read_roster_file(path: Path, *, progress: ByteProgress | None = None) -> list[RosterRecord]:

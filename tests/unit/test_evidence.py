@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from certrecon.consumers.models import MESSAGE_NOT_JSON, MESSAGE_NOT_UTF8, MESSAGE_TOMBSTONE
 from certrecon.contract import example_bytes, load_schema
-from certrecon.csvfile import Problems
+from certrecon.csvfile import MAX_LINE_BYTES, Problems
 from certrecon.domain import CST
 from certrecon.errors import EvidenceImportError
 from certrecon.evidence import (
@@ -251,7 +251,7 @@ def test_every_bad_row_is_named_by_line_and_nothing_personal_is_echoed() -> None
     )
     assert [line for line, _ in rows] == [2]
     by_line: dict[int, list[str]] = {}
-    for line, text in problems.sorted():
+    for line, text in problems.kept:
         by_line.setdefault(line, []).append(text)
     assert sorted(by_line) == [3, 4, 5, 6]
     assert by_line[3] == [
@@ -269,10 +269,11 @@ def test_every_bad_row_is_named_by_line_and_nothing_personal_is_echoed() -> None
         "event_date is before 1900-01-01, not a plausible event date",
         "source is longer than 128 characters",
     ]
-    assert all(bad_id not in t and "张" not in t for _, t in problems.sorted())
+    assert all(bad_id not in t and "张" not in t for _, t in problems.kept)
     with pytest.raises(EvidenceImportError, match=r"11 problem.* on 4 line") as caught:
         raise_if_rejected(problems, "f.csv")
-    assert caught.value.problems == problems.sorted()
+    assert caught.value.problems == sorted(problems.kept, key=lambda p: p[0])
+    assert caught.value.total == 11
 
 
 def test_a_wrong_header_is_rejected_at_once() -> None:
@@ -284,17 +285,15 @@ def test_a_wrong_header_is_rejected_at_once() -> None:
         parse([])
 
 
-def test_files_stream_with_bom_crlf_and_a_line_cap(tmp_path: Path) -> None:
+def test_files_stream_with_a_bom_and_crlf_and_report_bad_bytes(tmp_path: Path) -> None:
     path = tmp_path / "evidence.csv"
     path.write_bytes(
         b"\xef\xbb\xbf"
         + ",".join(HEADER).encode()
         + b"\r\n"
         + f"E1,death,{ID},张三,2026-03-01,s\r\n".encode()
-        + b"E2,"
-        + b"x" * 200_000
-        + b"\r\n"
         + b"E3,death,\xff,,,\r\n"
+        + b"E5,death,\x00,,,\r\n"
         + f"E4,proof_of_life,{ID},张三,2026-03-01,s\r\n".encode()
     )
     problems = Problems()
@@ -305,9 +304,16 @@ def test_files_stream_with_bom_crlf_and_a_line_cap(tmp_path: Path) -> None:
         )
     )
     assert [(line, e.evidence_id) for line, e in rows] == [(2, "E1"), (5, "E4")]
-    assert (3, "line is longer than 65536 bytes") in problems.sorted()
-    assert (4, "not valid UTF-8 (byte 10 of the line)") in problems.sorted()
+    assert (3, "not valid UTF-8 (byte 10 of the line)") in problems.kept
+    assert (4, "contains a NUL byte; is this a binary file?") in problems.kept
     assert seen[-1] == (path.stat().st_size, path.stat().st_size)
+
+
+def test_an_over_long_line_stops_the_import_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.csv"
+    path.write_bytes(",".join(HEADER).encode() + b"\n" + b"x" * (MAX_LINE_BYTES + 1) + b"\n")
+    with pytest.raises(EvidenceImportError, match="line 2 is longer than 65,536 bytes"):
+        list(iter_evidence_file(path, today=TODAY, problems=Problems()))
 
 
 def test_an_unreadable_file_is_an_import_error(tmp_path: Path) -> None:
@@ -316,9 +322,10 @@ def test_an_unreadable_file_is_an_import_error(tmp_path: Path) -> None:
 
 
 def test_kept_problems_are_capped_but_counted() -> None:
-    problems = Problems(limit=3)
+    problems = Problems(keep=3)
     rows = list(parse_evidence(lines(*(["E,nope,,,,"] * 5)), today=TODAY, problems=problems))
     assert rows == []
-    assert problems.total == 25
-    assert len(problems.kept) == 3
-    assert "25 problem(s) (the first 3 kept)" in problems.summary("f.csv")
+    assert (problems.count, problems.lines, len(problems.kept)) == (25, 5, 3)
+    with pytest.raises(EvidenceImportError, match=r"25 problem\(s\) on 5 line\(s\)") as caught:
+        raise_if_rejected(problems, "f.csv")
+    assert caught.value.total == 25

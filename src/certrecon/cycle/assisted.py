@@ -12,8 +12,8 @@ Decisions (the contract leaves them open):
   terminated and its first payment on or before that date (a new recipient may certify
   before being due).
 * ``--at`` may not lie more than 10 minutes ahead of the clock (as for certifications) nor
-  before 2000; the staff id is 1–64 of ``A-Z a-z 0-9 _ . @ -``; a note is at most 1,000
-  characters without control characters other than line breaks and tabs.
+  before 2000; ``--by`` and ``--note`` follow the rules of a staff review decision
+  (:func:`certrecon.text.check_free_text`).
 
 Pure: no I/O, no clock reads (``now`` is a parameter).
 """
@@ -21,25 +21,22 @@ Pure: no I/O, no clock reads (``now`` is a parameter).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 from certrecon.consumers.models import EARLIEST_CERTIFIED_AT
 from certrecon.cycle.status import CertificationFact, Period, PersonFacts, in_scope
 from certrecon.domain import CST, CycleMode, RosterRecord, RosterStatus
+from certrecon.errors import InputError
+from certrecon.text import MAX_NOTE_LENGTH, MAX_STAFF_ID_LENGTH, check_free_text
 
 __all__ = [
-    "NOTE_MAX_LENGTH",
     "AssistedCertification",
     "AssistedHow",
     "assisted_problems",
 ]
 
-NOTE_MAX_LENGTH = 1000
 MAX_AHEAD = dt.timedelta(minutes=10)
-_STAFF_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
-_NOTE_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class AssistedHow(StrEnum):
@@ -71,8 +68,9 @@ def assisted_problems(
 ) -> list[str]:
     """Why ``cert`` cannot be recorded (empty: it can). Texts never repeat the ID number."""
     problems: list[str] = []
-    if not _STAFF_ID.fullmatch(cert.by):
-        problems.append("--by must be 1–64 characters from A-Z a-z 0-9 _ . @ -")
+    if not cert.by.strip():
+        problems.append("--by is empty")
+    problems.extend(_free_text("--by", cert.by, MAX_STAFF_ID_LENGTH, multiline=False))
     if cert.at.utcoffset() is None:
         raise ValueError("at must be timezone-aware")
     if cert.at < EARLIEST_CERTIFIED_AT:
@@ -80,15 +78,20 @@ def assisted_problems(
     elif cert.at - now > MAX_AHEAD:
         problems.append("--at is more than 10 minutes in the future")
     if cert.note is not None:
-        if len(cert.note) > NOTE_MAX_LENGTH:
-            problems.append(f"--note is longer than {NOTE_MAX_LENGTH} characters")
-        if _NOTE_CONTROL.search(cert.note):
-            problems.append("--note contains control characters")
+        problems.extend(_free_text("--note", cert.note, MAX_NOTE_LENGTH, multiline=True))
     if roster is None:
         problems.append("the ID number is not on the roster")
     elif not _in_scope_on(roster, cert.local_date, mode):
         problems.append(f"the person is not in scope of the certification cycle ({_why(roster)})")
     return problems
+
+
+def _free_text(label: str, value: str, max_length: int, *, multiline: bool) -> list[str]:
+    try:
+        check_free_text(label, value, max_length=max_length, multiline=multiline)
+    except InputError as exc:
+        return [str(exc)]
+    return []
 
 
 def _in_scope_on(roster: RosterRecord, day: dt.date, mode: CycleMode) -> bool:

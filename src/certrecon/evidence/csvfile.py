@@ -19,14 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from certrecon.consumers.models import name_problems
-from certrecon.csvfile import (
-    ByteProgress,
-    DateCells,
-    HeaderProblem,
-    Problems,
-    data_rows,
-    decoded_lines,
-)
+from certrecon.csvfile import ByteProgress, DateCells, Problems, data_rows, decoded_lines
 from certrecon.errors import EvidenceImportError
 from certrecon.evidence.model import (
     SOURCE_MAX_LENGTH,
@@ -37,6 +30,7 @@ from certrecon.evidence.model import (
     person_problems,
 )
 from certrecon.ids import normalise_id_number
+from certrecon.text import shorten
 
 __all__ = ["HEADER", "iter_evidence_file", "parse_evidence", "raise_if_rejected"]
 
@@ -57,15 +51,13 @@ def parse_evidence(
     birth dates after it. Raises :class:`EvidenceImportError` at once for a wrong header.
     """
     dates = DateCells()
-    try:
-        for line, row in data_rows(lines, HEADER, problems):
-            evidence, row_problems = _check_row(row, dates, today)
-            for problem in row_problems:
-                problems.add(line, problem)
-            if evidence is not None:
-                yield line, evidence
-    except HeaderProblem as exc:
-        raise EvidenceImportError(f"{source}: {exc}", [(1, exc.problem)]) from None
+    rows = data_rows(lines, HEADER, problems, source=source, error=EvidenceImportError)
+    for line, row in rows:
+        evidence, row_problems = _check_row(row, dates, today)
+        for problem in row_problems:
+            problems.add(line, problem)
+        if evidence is not None:
+            yield line, evidence
 
 
 def _check_row(
@@ -79,7 +71,7 @@ def _check_row(
         problems.append("evidence_id must be 1–64 characters from A-Z a-z 0-9 _ : . -")
     kind = _KINDS.get(kind_text)
     if kind is None:
-        problems.append(f"kind {kind_text[:32]!r} is not one of {_KIND_LIST}")
+        problems.append(f"kind {shorten(kind_text, 40)!r} is not one of {_KIND_LIST}")
     id_number = normalise_id_number(id_number)
     problems.extend(f"{column} {p}" for column, p in person_problems(id_number, name, today))
     day = dates.parse("event_date", day_text, problems)
@@ -117,13 +109,22 @@ def iter_evidence_file(
 ) -> Iterator[tuple[int, Evidence]]:
     """Stream the valid rows of an evidence file; see :func:`parse_evidence`.
 
-    Raises :class:`EvidenceImportError` when the file cannot be read or its header is wrong.
+    Raises :class:`EvidenceImportError` when the file cannot be read, its header is wrong or
+    a line is longer than :data:`~certrecon.csvfile.MAX_LINE_BYTES`.
     After the last row, call :func:`raise_if_rejected` before committing anything.
     """
     try:
         total = path.stat().st_size
         with path.open("rb") as stream:
-            lines = decoded_lines(stream, problems, progress=progress, total=total)
+            lines = decoded_lines(
+                stream,
+                problems,
+                source=str(path),
+                error=EvidenceImportError,
+                kind="a comparison evidence CSV file",
+                progress=progress,
+                total=total,
+            )
             yield from parse_evidence(lines, today=today, problems=problems, source=str(path))
     except OSError as exc:
         raise EvidenceImportError(f"{path}: cannot read the file: {exc.strerror}", []) from exc
@@ -132,4 +133,4 @@ def iter_evidence_file(
 def raise_if_rejected(problems: Problems, source: str) -> None:
     """Raise :class:`EvidenceImportError` listing the problems, when there are any."""
     if problems:
-        raise EvidenceImportError(problems.summary(source), problems.sorted())
+        raise problems.rejection(source, EvidenceImportError)
