@@ -74,7 +74,14 @@ def test_the_package_ships_one_schema_per_message_kind() -> None:
     folder = resources.files("certrecon.contract") / "schemas"
     shipped = sorted(f.name for f in folder.iterdir())
     assert shipped == sorted(f"{name}.schema.json" for name in SCHEMA_NAMES)
-    assert set(SCHEMA_NAMES) == {"certification", "result", "dead-letter", "sla-alert"}
+    assert set(SCHEMA_NAMES) == {
+        "certification",
+        "result",
+        "dead-letter",
+        "sla-alert",
+        "comparison-evidence",
+        "benefit-action",
+    }
 
 
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
@@ -87,7 +94,7 @@ def test_every_schema_is_a_valid_draft_2020_12_schema(name: str) -> None:
     assert json.loads(schema_text(name)) == schema
 
 
-@pytest.mark.parametrize("name", ["result", "dead-letter", "sla-alert"])
+@pytest.mark.parametrize("name", ["result", "dead-letter", "sla-alert", "benefit-action"])
 def test_what_the_service_writes_admits_no_other_field(name: str) -> None:
     schema = load_schema(name)
     assert schema["additionalProperties"] is False
@@ -102,13 +109,16 @@ def test_unknown_schema_names_are_input_errors() -> None:
 
 
 def test_examples_match_their_schemas() -> None:
-    assert example_names() == [
-        "12333-qualified.json",
-        "consular-on-behalf.json",
-        "result-qualified.json",
-    ]
+    kinds = {
+        "12333-qualified.json": "certification",
+        "benefit-action-resume.json": "benefit-action",
+        "comparison-death.json": "comparison-evidence",
+        "consular-on-behalf.json": "certification",
+        "result-qualified.json": "result",
+    }
+    assert example_names() == sorted(kinds)
     for name in example_names():
-        kind = "result" if name.startswith("result") else "certification"
+        kind = kinds[name]
         assert check_bytes(kind, example_bytes(name)) == [], name
 
 

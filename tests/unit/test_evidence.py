@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from certrecon.consumers.models import MESSAGE_NOT_JSON, MESSAGE_NOT_UTF8, MESSAGE_TOMBSTONE
-from certrecon.contract import example_bytes, load_schema
+from certrecon.contract import example_bytes
+from certrecon.contract.validate import check_bytes
 from certrecon.csvfile import MAX_LINE_BYTES, Problems
 from certrecon.domain import CST
 from certrecon.errors import EvidenceImportError
@@ -29,7 +30,6 @@ from certrecon.evidence.csvfile import (
     parse_evidence,
     raise_if_rejected,
 )
-from tests.unit.test_dead_letter import schema_problems
 
 TOPIC = "mohrss.comparison"
 RECEIVED = dt.datetime(2026, 8, 5, 2, 13, tzinfo=dt.UTC)  # 10:13 in Beijing
@@ -60,7 +60,7 @@ def errors_of(body: dict[str, Any] | bytes | None) -> tuple[str, ...]:
 
 def test_the_shipped_example_decodes_and_matches_its_schema() -> None:
     raw = example_bytes("comparison-death.json")
-    assert schema_problems(json.loads(raw), load_schema("comparison-evidence")) == []
+    assert check_bytes("comparison-evidence", raw) == []
     decoded = decode_evidence(raw, topic=TOPIC, received_at=RECEIVED)
     assert isinstance(decoded, EvidenceValid)
     assert decoded.raw == raw
