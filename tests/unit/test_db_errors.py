@@ -20,6 +20,12 @@ def test_lost_connections_are_retriable() -> None:
     assert is_retriable_db_error(ConnectionResetError())
     assert is_retriable_db_error(asyncpg.AdminShutdownError())
     assert is_retriable_db_error(asyncpg.ConnectionDoesNotExistError())
+    # Raised by a pool resetting a connection whose server just shut down.
+    assert is_retriable_db_error(
+        asyncpg.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        )
+    )
 
 
 def test_a_rollback_failing_after_a_lost_connection_is_retriable() -> None:

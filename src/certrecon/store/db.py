@@ -48,6 +48,11 @@ RETRIABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # asyncpg's protocol-state error ("another operation is in progress"): seen when the
+    # server goes away under a pooled connection, e.g. while the pool resets it on release,
+    # outside any block that could check the connection. The retry is bounded and gets a
+    # fresh connection; the pool drops the broken one.
+    asyncpg.InternalClientError,
     ConnectionLostError,
 )
 
