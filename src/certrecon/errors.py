@@ -1,6 +1,7 @@
 """The exception hierarchy. Every error certrecon raises on purpose derives from CertreconError.
 
-``retriable`` tells adapters (and tenacity policies) whether trying again can help.
+``retriable`` tells adapters (and their retry policies, :mod:`certrecon.retry`) whether
+trying again can help.
 """
 
 from __future__ import annotations

@@ -17,12 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential,
-)
 
 from certrecon.errors import (
     AuthenticationError,
@@ -30,6 +24,7 @@ from certrecon.errors import (
     ConnectionLostError,
     DatabaseUnavailableError,
 )
+from certrecon.retry import RetryPolicy
 from certrecon.transport import Secret
 
 if TYPE_CHECKING:
@@ -182,13 +177,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
 
 
-def _until_reachable(wait_seconds: float) -> AsyncRetrying:
-    return AsyncRetrying(
-        retry=retry_if_exception(lambda e: isinstance(e, RETRIABLE_DB_ERRORS) and not _refused(e)),
-        wait=wait_exponential(multiplier=0.1, max=2),
-        stop=stop_after_delay(wait_seconds),
-        reraise=True,
-    )
+def _unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, RETRIABLE_DB_ERRORS) and not _refused(exc)
+
+
+UNTIL_REACHABLE = RetryPolicy(_unreachable, first_wait=0.1, max_wait=2, within_seconds=30)
+"""Opening a connection or a pool while the server is not there (yet); a caller's
+``wait_seconds`` replaces the overall bound."""
+
+OUTAGE = RetryPolicy(is_retriable_db_error, first_wait=0.2, max_wait=5, within_seconds=60)
+"""A unit of work (a batch, a relay round, reading stored offsets) replayed whole while
+PostgreSQL is unreachable or the connection was lost under it."""
 
 
 async def connect(
@@ -196,7 +195,7 @@ async def connect(
 ) -> asyncpg.Connection:
     """One connection, retried (bounded) while the server is unreachable."""
     try:
-        async for attempt in _until_reachable(wait_seconds):
+        async for attempt in UNTIL_REACHABLE.within(wait_seconds).attempts():
             with attempt:
                 conn: asyncpg.Connection = await asyncpg.connect(dsn, **_connect_options(password))
                 await _init_connection(conn)
@@ -219,7 +218,7 @@ async def create_pool(
 ) -> asyncpg.Pool[Any]:
     """A pool, retried (bounded) while the server is unreachable."""
     try:
-        async for attempt in _until_reachable(wait_seconds):
+        async for attempt in UNTIL_REACHABLE.within(wait_seconds).attempts():
             with attempt:
                 pool: asyncpg.Pool[Any] = await asyncpg.create_pool(
                     dsn,

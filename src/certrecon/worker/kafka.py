@@ -25,11 +25,11 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     UnsupportedSaslMechanismError,
 )
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from certrecon.errors import AuthenticationError, BrokerUnavailableError
 from certrecon.logs import get_logger
-from certrecon.store.db import is_retriable_db_error
+from certrecon.retry import RetryPolicy
+from certrecon.store import db
 from certrecon.transport import KafkaSecurity, tls_client_context
 
 log = get_logger(__name__)
@@ -118,6 +118,15 @@ def is_retriable_kafka_error(exc: BaseException) -> bool:
     return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
 
 
+def _broker_down(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaError | OSError)
+
+
+BROKER_START = RetryPolicy(_broker_down, first_wait=0.2, max_wait=3, within_seconds=30)
+"""Starting a client while the broker is unreachable (a refused login is not retried: it
+is diagnosed as an :class:`AuthenticationError` inside the attempt)."""
+
+
 async def ensure_topics(
     bootstrap: str,
     topics: Iterable[str],
@@ -160,12 +169,7 @@ async def _retry_start(
     """Start a client, retrying (bounded) while the broker is unreachable; a refused TLS
     handshake or login is an :class:`AuthenticationError` at once."""
     try:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, KafkaError | OSError)),
-            wait=wait_exponential(multiplier=0.2, max=3),
-            stop=stop_after_delay(seconds),
-            reraise=True,
-        ):
+        async for attempt in BROKER_START.within(seconds).attempts():
             with attempt:
                 try:
                     await start()
@@ -297,14 +301,7 @@ class StoredOffsetsListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(is_retriable_db_error),
-                wait=wait_exponential(multiplier=0.2, max=5),
-                stop=stop_after_delay(60),
-                reraise=True,
-            ):
-                with attempt:
-                    stored = await self._load(list(assigned))
+            stored = await db.OUTAGE.call(lambda: self._load(list(assigned)))
         except Exception as exc:
             # aiokafka would only log a listener's exception and carry on unpositioned.
             self.failure = exc

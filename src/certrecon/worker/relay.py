@@ -33,9 +33,9 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnsupportedForMessageFormatError,
 )
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from certrecon.logs import get_logger
+from certrecon.retry import RetryPolicy
 from certrecon.store import outbox
 from certrecon.store.db import is_retriable_db_error, losing_connection_is_retriable
 from certrecon.store.results import OutboxFailure, record_outbox_failures
@@ -85,6 +85,10 @@ def _retriable(exc: BaseException) -> bool:
     return is_retriable_kafka_error(exc) or is_retriable_db_error(exc)
 
 
+ROUND_RETRY = RetryPolicy(_retriable, first_wait=0.2, max_wait=5, within_seconds=60)
+"""A relay round replayed whole while the broker or PostgreSQL is briefly unavailable."""
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -107,15 +111,7 @@ class OutboxRelay:
 
     async def relay_once(self) -> RelayReport:
         """Publish up to one batch of pending rows; retried (bounded) on transient errors."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_retriable),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            stop=stop_after_delay(60),
-            reraise=True,
-        ):
-            with attempt:
-                return await self._relay_once()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await ROUND_RETRY.call(self._relay_once)
 
     async def _relay_once(self) -> RelayReport:
         transient: BaseException | None = None

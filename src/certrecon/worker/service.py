@@ -21,7 +21,6 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from certrecon.calendar import WorkingCalendar
 from certrecon.errors import WorkerCrashedError
@@ -61,16 +60,6 @@ def _writable(epoch: int, owned: frozenset[TopicPartition], record: Inbound) -> 
     then the stored offsets, not this batch, say where to resume.
     """
     return record.epoch == epoch and TopicPartition(record.topic, record.partition) in owned
-
-
-def _db_retry() -> AsyncRetrying:
-    """Bounded retries while PostgreSQL is unreachable; the batch is replayed whole."""
-    return AsyncRetrying(
-        retry=retry_if_exception(db.is_retriable_db_error),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        stop=stop_after_delay(60),
-        reraise=True,
-    )
 
 
 @dataclass
@@ -307,7 +296,7 @@ class Worker:
     async def _prepare(self, records: list[Inbound]) -> PreparedBatch:
         assert self.pool is not None
         assert self.calendar is not None
-        async for attempt in _db_retry():
+        async for attempt in db.OUTAGE.attempts():
             with attempt:
                 async with self.pool.acquire() as conn, db.losing_connection_is_retriable(conn):
                     return await prepare_batch(
@@ -326,7 +315,7 @@ class Worker:
         assert pool is not None
 
         async def commit(part: PreparedBatch) -> BatchReport:
-            async for attempt in _db_retry():
+            async for attempt in db.OUTAGE.attempts():
                 with attempt:
                     async with pool.acquire() as conn, db.losing_connection_is_retriable(conn):
                         return await commit_batch(conn, part, config=self.config, keep=keep)
