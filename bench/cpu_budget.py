@@ -203,7 +203,7 @@ def _stage(func: str, path: str, context: str) -> str | None:
         return PEER_GLUE
     if path.startswith("asyncio/selector_events.py") and "_read_ready" in func:
         return SOCKETS
-    if path.endswith("certrecon/worker/service.py") and context == "fetch":
+    if path.endswith("certrecon/worker/consume.py") and context == "fetch":
         return KAFKA_FETCH
     return None
 

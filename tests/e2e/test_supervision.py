@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from certrecon.errors import WorkerCrashedError
+from certrecon.worker.runtime import Runtime
 from certrecon.worker.service import Worker
 from tests.support import create_topics, isolated_settings
 
@@ -18,7 +19,7 @@ async def test_a_dying_background_task_stops_the_worker(
     await create_topics(settings, kafka_bootstrap)
     ran = asyncio.Event()
 
-    async def boom(worker: Worker, stop: asyncio.Event) -> None:
+    async def boom(runtime: Runtime, stop: asyncio.Event) -> None:
         ran.set()
         await asyncio.sleep(0.2)
         raise RuntimeError("disk on fire")
@@ -39,7 +40,7 @@ async def test_a_stop_request_ends_the_worker_cleanly(
     settings = isolated_settings()
     await create_topics(settings, kafka_bootstrap)
 
-    async def quiet(worker: Worker, stop: asyncio.Event) -> None:
+    async def quiet(runtime: Runtime, stop: asyncio.Event) -> None:
         await stop.wait()
 
     worker = Worker(

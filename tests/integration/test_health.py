@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -13,9 +16,8 @@ from certrecon.embedded.broker import EmbeddedBroker
 from certrecon.embedded.postgres import EmbeddedPostgres
 from certrecon.settings import Settings
 from certrecon.store import db
-from certrecon.worker.health import HealthServer, health_service, worker_checks
+from certrecon.worker.health import HealthServer, health_service, readiness_checks
 from certrecon.worker.metrics import Metrics
-from certrecon.worker.service import Worker
 
 
 async def http(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
@@ -51,16 +53,15 @@ async def test_readyz_follows_a_stopped_and_restarted_postgresql(
     pg = EmbeddedPostgres(tmp_path / "pg")
     await asyncio.to_thread(pg.start)
     dsn = pg.dsn
-    worker = Worker(Settings(), dsn=dsn, bootstrap=kafka_bootstrap, metrics=Metrics())
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
     await consumer.start()
-    worker.consumer = consumer
-    worker.pool = await db.create_pool(dsn, min_size=1, max_size=2)
+    pool = await db.create_pool(dsn, min_size=1, max_size=2)
+    assigned: frozenset[TopicPartition] = frozenset()
     server = HealthServer(
         host="127.0.0.1",
         port=0,
-        registry=worker.metrics.registry,
-        checks=worker_checks(worker),
+        registry=Metrics().registry,
+        checks=readiness_checks(pool, consumer, lambda: assigned),
         check_timeout=2,
     )
     await server.start()
@@ -68,7 +69,7 @@ async def test_readyz_follows_a_stopped_and_restarted_postgresql(
         # Connected to both, but no partition yet: not ready, and the body says why.
         body = await until_status(server.port, "/readyz", 503)
         assert body["problems"] == {"partitions": "no partition assigned to this worker"}
-        worker.state.assigned = frozenset({TopicPartition("mohrss.certification.12333", 0)})
+        assigned = frozenset({TopicPartition("mohrss.certification.12333", 0)})
         body = await until_status(server.port, "/readyz", 200)
         assert body["checks"] == {"database": "ok", "broker": "ok", "partitions": "ok"}
 
@@ -86,7 +87,7 @@ async def test_readyz_follows_a_stopped_and_restarted_postgresql(
         assert body["status"] == "ready"
     finally:
         await server.close()
-        await worker.pool.close()
+        await pool.close()
         await consumer.stop()
         await asyncio.to_thread(pg.stop)
 
@@ -96,13 +97,11 @@ async def test_readyz_follows_a_stopped_and_restarted_broker(tmp_path: Path) -> 
     await asyncio.to_thread(broker.start)
     consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, request_timeout_ms=2000)
     await consumer.start()
-    worker = Worker(Settings(), dsn="unused", bootstrap=broker.bootstrap, metrics=Metrics())
-    worker.consumer = consumer
     server = HealthServer(
         host="127.0.0.1",
         port=0,
-        registry=worker.metrics.registry,
-        checks=worker_checks(worker, broker_cache_seconds=0),
+        registry=Metrics().registry,
+        checks=readiness_checks(None, consumer, frozenset, broker_cache_seconds=0),
         check_timeout=1,
     )
 
@@ -201,9 +200,20 @@ async def test_the_service_serves_until_stopped() -> None:
         port = int(s.getsockname()[1])
     service = health_service(Settings(http_port=port))
     assert service is not None
-    worker = Worker(Settings(), dsn="unused", bootstrap="unused:1", metrics=Metrics())
+
+    async def ready() -> None:
+        pass
+
+    @dataclass
+    class Host:
+        metrics: Metrics = field(default_factory=Metrics)
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+        readiness: dict[str, Callable[[], Awaitable[None]]] = field(
+            default_factory=lambda: {"database": ready}
+        )
+
     stop = asyncio.Event()
-    task = asyncio.create_task(service(worker, stop))
+    task = asyncio.create_task(service(Host(), stop))
     try:
         async with asyncio.timeout(10):
             while True:
@@ -213,6 +223,9 @@ async def test_the_service_serves_until_stopped() -> None:
                 except OSError:
                     await asyncio.sleep(0.05)
         assert status == 200
+        # The host's readiness checks are the ones served.
+        status, _, body = await http(port, "/readyz")
+        assert (status, json.loads(body)["checks"]) == (200, {"database": "ok"})
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import asyncpg
 import pytest_asyncio
@@ -17,7 +18,7 @@ from certrecon.store import db
 from certrecon.store.calendar_overrides import add_override, publish_year
 from certrecon.worker.metrics import Metrics
 from certrecon.worker.monitor import DeadlineMonitor, run_monitor
-from certrecon.worker.service import Worker
+from certrecon.worker.runtime import CalendarCell
 from tests.integration.sla_support import add_certification, cst
 from tests.support import Clock
 
@@ -154,20 +155,29 @@ async def test_concurrent_runs_on_two_connections_raise_each_alert_once(
             await c.close()
 
 
-def make_worker(dsn: str, clock: Clock) -> Worker:
-    worker = Worker(Settings(), dsn=dsn, bootstrap="unused:9092", clock=clock, metrics=Metrics())
-    worker.calendar = default_calendar()
-    return worker
+@dataclass
+class Replica:
+    """What the monitor sees of the worker replica it runs in."""
+
+    dsn: str
+    clock: Clock
+    settings: Settings = field(default_factory=Settings)
+    metrics: Metrics = field(default_factory=Metrics)
+    calendar: CalendarCell = field(default_factory=lambda: CalendarCell(default_calendar()))
+    relay_woken: int = 0
+
+    def wake_relay(self) -> None:
+        self.relay_woken += 1
 
 
 @pytest_asyncio.fixture
-async def replicas(fresh_database: str) -> AsyncIterator[tuple[Clock, list[Worker]]]:
+async def replicas(fresh_database: str) -> AsyncIterator[tuple[Clock, list[Replica]]]:
     clock = Clock(cst(2024, 6, 3, 10))
-    yield clock, [make_worker(fresh_database, clock) for _ in range(2)]
+    yield clock, [Replica(fresh_database, clock) for _ in range(2)]
 
 
 async def test_one_active_monitor_across_replicas_and_restarts(
-    conn: asyncpg.Connection, replicas: tuple[Clock, list[Worker]]
+    conn: asyncpg.Connection, replicas: tuple[Clock, list[Replica]]
 ) -> None:
     clock, (a, b) = replicas
     await add_certification(conn, "C6", cst(2024, 6, 3, 10))
@@ -178,6 +188,8 @@ async def test_one_active_monitor_across_replicas_and_restarts(
         assert await second.tick(b) is None
         assert first.active
         assert not second.active
+        # The alert's outbox row is published now, not at the relay's next idle tick.
+        assert (a.relay_woken, b.relay_woken) == (1, 0)
         assert a.metrics.monitor_active._value.get() == 1
         assert b.metrics.monitor_active._value.get() == 0
         # The passive replica still reports what it sees.
@@ -207,7 +219,7 @@ async def test_one_active_monitor_across_replicas_and_restarts(
 
 
 async def test_gauges_from_a_tick(
-    conn: asyncpg.Connection, replicas: tuple[Clock, list[Worker]]
+    conn: asyncpg.Connection, replicas: tuple[Clock, list[Replica]]
 ) -> None:
     clock, (a, _) = replicas
     await add_certification(conn, "G1", cst(2024, 6, 3, 10), channel="essc")
@@ -239,7 +251,7 @@ async def test_gauges_from_a_tick(
 
 
 async def test_deadlines_are_recomputed_when_the_schedule_arrives(
-    conn: asyncpg.Connection, replicas: tuple[Clock, list[Worker]]
+    conn: asyncpg.Connection, replicas: tuple[Clock, list[Replica]]
 ) -> None:
     clock, (a, _) = replicas
     # 2027's schedule is not published: a Monday 2026-12-28 certification is due, by the
@@ -268,8 +280,7 @@ async def test_deadlines_are_recomputed_when_the_schedule_arrives(
             ("R1", "2027-01-05", "2027-01-06")
         ]
         assert changes[0]["provisional"] is False
-        assert a.calendar is not None
-        assert a.calendar.year_status(2027).value == "official"
+        assert a.calendar.get().year_status(2027).value == "official"
         # Later ticks settle without moving anything again.
         await monitor.tick(a)
         await monitor.tick(a)
@@ -288,7 +299,7 @@ async def test_deadlines_are_recomputed_when_the_schedule_arrives(
 
 
 async def test_an_override_on_a_published_year_moves_affected_deadlines(
-    conn: asyncpg.Connection, replicas: tuple[Clock, list[Worker]]
+    conn: asyncpg.Connection, replicas: tuple[Clock, list[Replica]]
 ) -> None:
     clock, (a, _) = replicas
     await add_certification(conn, "O1", cst(2024, 6, 3, 10))  # due 06-11
@@ -308,7 +319,7 @@ async def test_an_override_on_a_published_year_moves_affected_deadlines(
 
 
 async def test_the_monitor_service_ticks_until_stopped(
-    conn: asyncpg.Connection, replicas: tuple[Clock, list[Worker]]
+    conn: asyncpg.Connection, replicas: tuple[Clock, list[Replica]]
 ) -> None:
     clock, (a, _) = replicas
     await add_certification(conn, "S1", cst(2024, 6, 3, 10))
@@ -328,7 +339,7 @@ async def test_the_monitor_service_ticks_until_stopped(
 
 
 async def test_a_database_outage_does_not_kill_the_monitor(
-    replicas: tuple[Clock, list[Worker]],
+    replicas: tuple[Clock, list[Replica]],
 ) -> None:
     _clock, (a, _) = replicas
     a.dsn = "postgresql://nobody@127.0.0.1:1/none"

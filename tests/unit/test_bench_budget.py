@@ -34,7 +34,7 @@ def test_parse_raw_reads_collapsed_stacks() -> None:
 
 def test_library_frames_count_for_the_code_that_called_them() -> None:
     pydantic_in_decode = stack(
-        ("Worker._prepare", "certrecon/worker/service.py"),
+        ("BatchLoop._prepare", "certrecon/worker/consume.py"),
         ("prepare_batch", "certrecon/worker/pipeline.py"),
         ("decode", "certrecon/consumers/decode.py"),
         ("BaseModel.model_validate_json", "pydantic/main.py"),
@@ -78,7 +78,7 @@ def test_database_and_kafka_frames_take_their_phase() -> None:
         ("Connection.fetch", "asyncpg/connection.py"),
     )
     fetch = stack(
-        ("Worker._fetch_batch", "certrecon/worker/service.py"),
+        ("BatchLoop._fetch_batch", "certrecon/worker/consume.py"),
         ("AIOKafkaConsumer.getmany", "aiokafka/consumer/consumer.py"),
     )
     assert cb.classify(relay_db) == cb.RELAY_DB

@@ -172,6 +172,11 @@ async def losing_connection_is_retriable(conn: Conn) -> AsyncIterator[Conn]:
         raise
 
 
+async def ping(conn: Conn) -> None:
+    """One round trip: the server answers queries on this connection."""
+    await conn.fetchval("SELECT 1")
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await conn.execute("SET TIME ZONE 'UTC'")

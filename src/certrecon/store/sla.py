@@ -279,6 +279,13 @@ async def outbox_backlog(conn: asyncpg.Connection) -> list[Backlog]:
     return [Backlog(r["kind"], int(r["n"]), max(0.0, float(r["age"]))) for r in rows]
 
 
+async def try_monitor_lock(conn: asyncpg.Connection, key: int) -> bool:
+    """Take the session-level advisory lock whose holder is the active monitor, if free.
+
+    Held until released or the connection closes (also when its process dies)."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+
+
 @dataclass(frozen=True, slots=True)
 class MonitorRun:
     """The last completed run of a monitor, whichever process ran it."""

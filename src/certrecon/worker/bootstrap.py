@@ -6,7 +6,8 @@ from certrecon.settings import Settings
 from certrecon.worker.checkpoint import AuditCheckpointer
 from certrecon.worker.health import health_service
 from certrecon.worker.monitor import DeadlineMonitor
-from certrecon.worker.service import Clock, Service, Worker, utc_now
+from certrecon.worker.runtime import Clock, Service, utc_now
+from certrecon.worker.service import Worker
 
 
 def default_services(settings: Settings) -> list[tuple[str, Service]]:

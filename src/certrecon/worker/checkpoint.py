@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 
@@ -24,7 +24,8 @@ from certrecon.store import audit, db
 from certrecon.store.results import OutboxMessage, enqueue
 
 if TYPE_CHECKING:
-    from certrecon.worker.service import Worker
+    from certrecon.settings import Settings
+    from certrecon.worker.runtime import Clock
 
 log = get_logger(__name__)
 
@@ -44,15 +45,27 @@ def checkpoint_payload(checkpoint: Checkpoint) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+class CheckpointHost(Protocol):
+    """What the checkpointer needs of the worker it runs in."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def pool(self) -> asyncpg.Pool[Any]: ...
+    def wake_relay(self) -> None: ...
+
+
 class AuditCheckpointer:
-    """A worker service: ``AuditCheckpointer(interval)(worker, stop)``."""
+    """A worker service: ``AuditCheckpointer(interval)(host, stop)``."""
 
     def __init__(self, interval_seconds: float) -> None:
         self.interval = interval_seconds
         self.last_seq: int | None = None
         """The seq of the last checkpoint this process queued."""
 
-    async def __call__(self, worker: Worker, stop: asyncio.Event) -> None:
+    async def __call__(self, host: CheckpointHost, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):
@@ -60,25 +73,24 @@ class AuditCheckpointer:
             if stop.is_set():
                 return
             try:
-                await self.tick(worker)
+                await self.tick(host)
             except _ERRORS as exc:
                 log.warning("audit checkpoint failed; retrying next period", error=repr(exc))
 
-    async def tick(self, worker: Worker) -> Checkpoint | None:
+    async def tick(self, host: CheckpointHost) -> Checkpoint | None:
         """Queue a checkpoint when the ledger moved; return it, or None."""
-        assert worker.pool is not None
-        async with worker.pool.acquire() as conn, conn.transaction():
+        async with host.pool.acquire() as conn, conn.transaction():
             moved = await audit.latest_content_seq(conn)
             if moved is None or (self.last_seq is not None and moved <= self.last_seq):
                 return None
-            head = await audit.head(conn, worker.clock())
+            head = await audit.head(conn, host.clock())
             await enqueue(
                 conn,
                 [
                     OutboxMessage(
                         f"{audit.CHECKPOINT_PREFIX}{head.seq}",
                         "audit_checkpoint",
-                        worker.settings.audit_checkpoint_topic,
+                        host.settings.audit_checkpoint_topic,
                         b"ledger",
                         checkpoint_payload(head),
                     )
@@ -86,6 +98,5 @@ class AuditCheckpointer:
             )
         self.last_seq = head.seq
         log.info("audit checkpoint queued", seq=head.seq, head_sha256=head.head_sha256)
-        if worker.relay is not None:
-            worker.relay.wake.set()
+        host.wake_relay()
         return head

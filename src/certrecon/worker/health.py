@@ -16,23 +16,25 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from certrecon.logs import get_logger
+from certrecon.store import db
+from certrecon.worker.runtime import Check, Clock
 
 if TYPE_CHECKING:
+    import asyncpg
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
     from certrecon.settings import Settings
-    from certrecon.worker.service import Service, Worker
+    from certrecon.worker.metrics import Metrics
 
 log = get_logger(__name__)
-
-Check = Callable[[], Awaitable[None]]
-"""A readiness check: returns when ready, raises (any exception, message shown) when not."""
 
 _JSON = "application/json; charset=utf-8"
 
@@ -177,20 +179,24 @@ class HealthServer:
                     await writer.wait_closed()
 
 
-def worker_checks(worker: Worker, *, broker_cache_seconds: float = 5.0) -> dict[str, Check]:
+def readiness_checks(
+    pool: asyncpg.Pool[Any] | None,
+    consumer: AIOKafkaConsumer | None,
+    assigned: Callable[[], frozenset[TopicPartition]],
+    *,
+    broker_cache_seconds: float = 5.0,
+) -> dict[str, Check]:
     """The worker's readiness checks: database, broker and partition assignment."""
 
     async def database() -> None:
-        pool = worker.pool
         if pool is None:
             raise RuntimeError("not connected yet")
         async with pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
+            await db.ping(conn)
 
     last_ok = [float("-inf")]
 
     async def broker() -> None:
-        consumer = worker.consumer
         if consumer is None:
             raise RuntimeError("consumer not started yet")
         # A metadata request per probe is cheap but not free; a recent success will do.
@@ -200,28 +206,39 @@ def worker_checks(worker: Worker, *, broker_cache_seconds: float = 5.0) -> dict[
         last_ok[0] = time.monotonic()
 
     async def partitions() -> None:
-        assigned = worker.state.assigned
-        if not assigned and worker.consumer is not None:
-            assigned = frozenset(worker.consumer.assignment())
-        if not assigned:
+        if not assigned():
             raise RuntimeError("no partition assigned to this worker")
 
     return {"database": database, "broker": broker, "partitions": partitions}
 
 
-def health_service(settings: Settings) -> Service | None:
+class HealthHost(Protocol):
+    """What the listener needs of the worker."""
+
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def readiness(self) -> Mapping[str, Check]: ...
+
+
+HealthService = Callable[[HealthHost, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def health_service(settings: Settings) -> HealthService | None:
     """The listener as a worker service, or None when ``http_port`` is unset (disabled)."""
     if not settings.http_port:
         return None
     host, port = settings.http_host, settings.http_port
 
-    async def serve(worker: Worker, stop: asyncio.Event) -> None:
+    async def serve(runtime: HealthHost, stop: asyncio.Event) -> None:
         server = HealthServer(
             host=host,
             port=port,
-            registry=worker.metrics.registry,
-            checks=worker_checks(worker),
-            before_scrape=lambda: worker.metrics.refresh_ages(worker.clock()),
+            registry=runtime.metrics.registry,
+            checks=runtime.readiness,
+            before_scrape=lambda: runtime.metrics.refresh_ages(runtime.clock()),
         )
         await server.serve(stop)
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+if TYPE_CHECKING:
+    from certrecon.worker.pipeline import BatchReport
+    from certrecon.worker.relay import RelayReport
 
 
 class Metrics:
@@ -130,6 +135,25 @@ class Metrics:
         self.monitor_last_run_age.set(float("inf"))
         self._last_run_at: dt.datetime | None = None
         self._outbox_oldest: tuple[float, float] | None = None
+
+    def observe_batch(self, report: BatchReport) -> None:
+        """Count what one committed batch consumed and decided."""
+        self.batches.inc()
+        for (channel, outcome), n in report.decided.items():
+            self.decided.labels(channel, outcome).inc(n)
+        self.duplicates.inc(report.duplicates)
+        self.dead_letters.inc(len(report.rejected))
+        for channel, n in report.consumed_by_channel.items():
+            self.consumed.labels(channel).inc(n)
+
+    def observe_relay(self, report: RelayReport) -> None:
+        """Count what one relay round published, returned and saw refused."""
+        for kind, n in report.by_kind.items():
+            self.published.labels(kind).inc(n)
+        for (channel, outcome, on_time), n in report.returned_by.items():
+            self.count_returned(channel, outcome, on_time, n)
+        for failure in report.failed:
+            self.outbox_failed.labels(failure.kind).inc()
 
     def count_returned(self, channel: str, outcome: str, on_time: bool, n: int = 1) -> None:
         """Count certifications returned (their first result acknowledged)."""

@@ -8,7 +8,9 @@ deadlines. If that replica dies, its connection closes, PostgreSQL releases the 
 another replica takes over at its next tick. Alerts are raised once whatever happens: the
 ``sla_alert`` primary key is the alert's deterministic id.
 
-The clock is the worker's (``worker.clock``), so tests can run the monitor at any instant.
+The monitor sees only its :class:`MonitorHost`: the settings, the clock (the worker's, so
+tests can run the monitor at any instant), the metrics, the calendar cell it keeps current
+and a way to wake the relay.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 
@@ -45,11 +47,13 @@ from certrecon.store.sla import (
     recompute_candidates,
     record_run,
     store_deadlines,
+    try_monitor_lock,
 )
 
 if TYPE_CHECKING:
+    from certrecon.settings import Settings
     from certrecon.worker.metrics import Metrics
-    from certrecon.worker.service import Worker
+    from certrecon.worker.runtime import CalendarCell, Clock
 
 log = get_logger(__name__)
 
@@ -255,8 +259,28 @@ async def observe(
     metrics.refresh_ages(now)
 
 
+class MonitorHost(Protocol):
+    """What the monitor needs of the worker it runs in."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def dsn(self) -> str: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def calendar(self) -> CalendarCell:
+        """The calendar this process uses; the monitor replaces it when the stored one
+        changed."""
+        ...
+
+    def wake_relay(self) -> None: ...
+
+
 class DeadlineMonitor:
-    """The monitor as a worker service: ``DeadlineMonitor(interval)(worker, stop)``."""
+    """The monitor as a worker service: ``DeadlineMonitor(interval)(host, stop)``."""
 
     def __init__(
         self,
@@ -275,21 +299,21 @@ class DeadlineMonitor:
         self._settle = 0
         self._previous: WorkingCalendar | None = None
 
-    async def __call__(self, worker: Worker, stop: asyncio.Event) -> None:
+    async def __call__(self, host: MonitorHost, stop: asyncio.Event) -> None:
         """Tick until ``stop`` is set; a failed tick is logged and retried at the next one."""
         try:
             while not stop.is_set():
                 try:
-                    await self.tick(worker)
+                    await self.tick(host)
                 except _MONITOR_ERRORS as exc:
-                    worker.metrics.monitor_errors.inc()
+                    host.metrics.monitor_errors.inc()
                     log.warning("monitor tick failed; retrying next tick", error=repr(exc))
-                    await self.close(worker.metrics)
+                    await self.close(host.metrics)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.interval):
                         await stop.wait()
         finally:
-            await self.close(worker.metrics)
+            await self.close(host.metrics)
 
     async def close(self, metrics: Metrics | None = None) -> None:
         """Close the monitor's connection, which releases the lock if held."""
@@ -303,36 +327,36 @@ class DeadlineMonitor:
             with contextlib.suppress(*_MONITOR_ERRORS):
                 await conn.close(timeout=2)
 
-    async def _connection(self, worker: Worker) -> asyncpg.Connection:
+    async def _connection(self, host: MonitorHost) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
             self.active = False
             self._conn = await db.connect(
-                worker.dsn,
-                password=worker.settings.database_password,
+                host.dsn,
+                password=host.settings.database_password,
                 wait_seconds=self.connect_seconds,
             )
         return self._conn
 
-    async def tick(self, worker: Worker) -> MonitorReport | None:
+    async def tick(self, host: MonitorHost) -> MonitorReport | None:
         """One tick; returns the run's report when this instance is the active monitor."""
-        conn = await self._connection(worker)
-        now = worker.clock()
-        metrics = worker.metrics
-        fresh = await load_calendar(conn)
-        current = worker.calendar
-        if current is None or calendar_fingerprint(fresh) != calendar_fingerprint(current):
+        conn = await self._connection(host)
+        now = host.clock()
+        metrics = host.metrics
+        settings = host.settings
+        calendar = await load_calendar(conn)
+        current = host.calendar.current
+        if current is None or calendar_fingerprint(calendar) != calendar_fingerprint(current):
             if current is not None:
-                log.info("working-day calendar changed", calendar=repr(fresh))
-            worker.calendar = fresh
+                log.info("working-day calendar changed", calendar=repr(calendar))
+            host.calendar.replace(calendar)
             # Until the recompute settles, diff against the calendar before the first change.
             if self._previous is None:
                 self._previous = current
             self._settle = SETTLE_PASSES + 1
-        calendar = fresh if worker.calendar is None else worker.calendar
+        else:
+            calendar = current
         if not self.active:
-            self.active = bool(
-                await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key)
-            )
+            self.active = await try_monitor_lock(conn, self.lock_key)
             metrics.monitor_active.set(1 if self.active else 0)
             if self.active:
                 log.info("deadline monitor active", interval=self.interval)
@@ -348,7 +372,7 @@ class DeadlineMonitor:
                 moved = await recompute_deadlines(
                     conn,
                     calendar,
-                    working_days=worker.settings.deadline_working_days,
+                    working_days=settings.deadline_working_days,
                     changed=changed,
                 )
                 metrics.deadlines_recomputed.inc(len(moved))
@@ -356,7 +380,7 @@ class DeadlineMonitor:
                 if self._settle == 0:
                     self._previous = None
             report = await run_monitor(
-                conn, calendar=calendar, now=now, topic=worker.settings.sla_alert_topic
+                conn, calendar=calendar, now=now, topic=settings.sla_alert_topic
             )
             self.last_report = report
             log_alerts(report)
@@ -364,9 +388,7 @@ class DeadlineMonitor:
                 metrics.sla_alerts.labels(level.value).inc(len(report.raised_by_level(level)))
             metrics.monitor_runs.inc()
             metrics.monitor_run_duration.set(report.duration_seconds)
-            if report.raised and worker.relay is not None:
-                worker.relay.wake.set()
-        await observe(
-            conn, metrics, calendar, now, [c.value for c in worker.settings.channel_topics]
-        )
+            if report.raised:
+                host.wake_relay()
+        await observe(conn, metrics, calendar, now, [c.value for c in settings.channel_topics])
         return report
