@@ -14,8 +14,10 @@ import structlog
 
 from certrecon.calendar import default_calendar
 from certrecon.settings import Settings
+from certrecon.sla import SlaLevel, Window
 from certrecon.store import db
 from certrecon.store.calendar_overrides import add_override, publish_year
+from certrecon.store.sla import count_open, in_level
 from certrecon.worker.metrics import Metrics
 from certrecon.worker.monitor import DeadlineMonitor, run_monitor
 from certrecon.worker.runtime import CalendarCell
@@ -354,3 +356,42 @@ async def test_a_database_outage_does_not_kill_the_monitor(
     stop.set()
     await asyncio.wait_for(task, 5)
     assert a.metrics.monitor_errors._value.get() >= 2
+
+
+async def test_the_sql_levels_are_the_window_rule(conn: asyncpg.Connection) -> None:
+    # Certifications on every weekday around a holiday and a weekend, at instants on both
+    # sides of deadlines and of midnight: each falls in the level Window.level gives it.
+    calendar = default_calendar()
+    start = cst(2024, 5, 27, 10)
+    for day in range(18):
+        await add_certification(conn, f"L{day:02d}", start + dt.timedelta(days=day), offset=day)
+    rows = await conn.fetch("SELECT certification_id, due_date, deadline FROM open_certification")
+    assert len(rows) == 18
+    for now in (
+        cst(2024, 6, 6, 23, 59, 59),
+        cst(2024, 6, 7, 0),
+        cst(2024, 6, 9, 12),
+        cst(2024, 6, 12, 0),
+        cst(2024, 6, 12, 0, 0, 1),
+        cst(2024, 6, 14, 17),
+    ):
+        window = Window.at(now, calendar)
+        expected = {r["certification_id"]: window.level(r["due_date"], r["deadline"]) for r in rows}
+        for level in SlaLevel:
+            predicate = in_level(level, now="w.now", earliest="w.earliest", next_day="w.next")
+            found = await conn.fetch(
+                "WITH w (now, earliest, next) AS (SELECT $1::timestamptz, $2::date, $3::date) "
+                f"SELECT certification_id FROM open_certification, w WHERE {predicate}",
+                window.now,
+                window.earliest_open_due,
+                window.next_working_day,
+            )
+            assert {r["certification_id"] for r in found} == {
+                c for c, at in expected.items() if at is level
+            }, (now, level)
+        counts = await count_open(conn, window)
+        assert sum(c.count for c in counts) == 18
+        for level in SlaLevel:
+            assert sum(c.count for c in counts if c.level is level) == sum(
+                1 for at in expected.values() if at is level
+            ), (now, level)

@@ -29,7 +29,7 @@ from certrecon.domain import CST, Channel, Cycle, Outcome, RosterRecord, RosterS
 from certrecon.errors import CalendarError, InputError
 from certrecon.reconcile import decide
 from certrecon.results import DECIDED_BY_RULES, ResultMessage
-from certrecon.store.sla import Alert, SlaLevel
+from certrecon.sla import Alert, SlaLevel
 from certrecon.worker.pipeline import DeadLetter, Inbound, PipelineConfig
 from tests.unit.test_decode import RECEIVED, run, timestamps, valid_messages
 

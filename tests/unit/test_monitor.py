@@ -9,7 +9,8 @@ import pytest
 
 from certrecon.calendar import default_calendar
 from certrecon.domain import CST
-from certrecon.store.sla import Alert, SlaLevel, Window, alert_id
+from certrecon.sla import Alert, SlaLevel, Window, alert_id
+from certrecon.store.sla import alert_message
 from certrecon.worker.metrics import Metrics
 from certrecon.worker.monitor import calendar_fingerprint, changed_days
 
@@ -59,7 +60,7 @@ def test_alert_message_follows_the_contract() -> None:
         dt.datetime(2024, 6, 12, 1, tzinfo=dt.UTC),
         b"RZ1",
     )
-    message = alert.message("certrecon.sla-alert")
+    message = alert_message(alert, "certrecon.sla-alert")
     assert (message.message_id, message.kind, message.key) == ("RZ1:breached", "sla_alert", b"RZ1")
     assert json.loads(message.payload) == {
         "schema_version": 1,

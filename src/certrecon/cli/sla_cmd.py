@@ -165,8 +165,9 @@ def sla(as_json: bool, limit: int, at_text: str | None) -> None:
     at = parse_instant(at_text) if at_text else dt.datetime.now(dt.UTC)
 
     async def go() -> SlaView:
+        from certrecon.sla import Window
         from certrecon.store.calendar_overrides import load_calendar
-        from certrecon.store.sla import Window, count_open, last_run, list_open
+        from certrecon.store.sla import count_open, last_run, list_open
         from certrecon.worker.monitor import MONITOR_NAME
 
         async with database(settings) as conn:

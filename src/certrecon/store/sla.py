@@ -12,125 +12,48 @@ key of ``sla_alert``. A recomputed deadline is a new ``deadline_revision`` row.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 import asyncpg
 
 from certrecon.calendar import WorkingCalendar
-from certrecon.domain import CST
+from certrecon.sla import Alert, SlaLevel, Window
 from certrecon.store.results import OutboxMessage, enqueue
 
-ALERT_SCHEMA_VERSION = 1
+
+def in_level(
+    level: SlaLevel, *, now: str = "$1", earliest: str = "$2", next_day: str = "$3"
+) -> str:
+    """:meth:`Window.level` as a predicate on ``deadline`` and ``due_date``: the one SQL
+    spelling of the rule, as index ranges rather than a function per row.
+
+    The placeholders stand for :attr:`Window.now`, :attr:`Window.earliest_open_due` and
+    :attr:`Window.next_working_day`. The earliest open due date adds nothing to the rule
+    (a certification due before it is breached), but bounds the at-risk band from below
+    so the due-date index serves it.
+    """
+    if level is SlaLevel.BREACHED:
+        return f"deadline < {now}"
+    if level is SlaLevel.AT_RISK:
+        return f"deadline >= {now} AND due_date BETWEEN {earliest} AND {next_day}"
+    return f"deadline >= {now} AND due_date > {next_day}"
 
 
-class SlaLevel(StrEnum):
-    """Where an open certification stands against its deadline."""
-
-    ON_TRACK = "on_track"
-    AT_RISK = "at_risk"
-    """No result yet and the due date is today or the next working day."""
-    BREACHED = "breached"
-    """The deadline (24:00 CST of the due date) passed with no result."""
-
-
-ALERT_LEVELS: tuple[SlaLevel, ...] = (SlaLevel.AT_RISK, SlaLevel.BREACHED)
-
-
-def alert_id(certification_id: str, level: SlaLevel) -> str:
-    """``<certification_id>:<level>``: an alert of a level is raised once per certification."""
-    return f"{certification_id}:{level.value}"
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """The instants and dates that sort open certifications into levels at ``now``."""
-
-    now: dt.datetime
-    today: dt.date
-    """``now``'s date in China Standard Time."""
-    next_working_day: dt.date
-    """The first working day after ``today``: due by then means at risk."""
-
-    @classmethod
-    def at(cls, now: dt.datetime, calendar: WorkingCalendar) -> Window:
-        if now.utcoffset() is None:
-            raise ValueError("now must be timezone-aware")
-        today = now.astimezone(CST).date()
-        return cls(now, today, calendar.next_working_day(today))
-
-    def level(self, due_date: dt.date, deadline: dt.datetime) -> SlaLevel:
-        """The level of an open certification with this due date and deadline."""
-        if deadline < self.now:
-            return SlaLevel.BREACHED
-        # Not breached, so the due date is today or later (or yesterday at the very instant
-        # of the deadline, which is not passed yet).
-        if due_date <= self.next_working_day:
-            return SlaLevel.AT_RISK
-        return SlaLevel.ON_TRACK
-
-    @property
-    def earliest_open_due(self) -> dt.date:
-        """The earliest due date whose deadline has not passed at ``now``."""
-        return self.today - dt.timedelta(days=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """One SLA alert, as stored in ``sla_alert`` and published on the alert topic."""
-
-    certification_id: str
-    level: SlaLevel
-    channel: str
-    due_date: dt.date
-    deadline: dt.datetime
-    working_days_left: int
-    provisional: bool
-    raised_at: dt.datetime
-    key: bytes
-
-    @property
-    def alert_id(self) -> str:
-        return alert_id(self.certification_id, self.level)
-
-    def payload(self) -> bytes:
-        """The contract's JSON object (UTF-8, compact); times in China Standard Time."""
-        body = {
-            "schema_version": ALERT_SCHEMA_VERSION,
-            "alert_id": self.alert_id,
-            "level": self.level.value,
-            "certification_id": self.certification_id,
-            "channel": self.channel,
-            "due_date": self.due_date.isoformat(),
-            "deadline": self.deadline.astimezone(CST).isoformat(),
-            "working_days_left": self.working_days_left,
-            "provisional": self.provisional,
-            "raised_at": self.raised_at.astimezone(CST).isoformat(),
-        }
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-    def message(self, topic: str) -> OutboxMessage:
-        return OutboxMessage(self.alert_id, "sla_alert", topic, self.key, self.payload())
-
-
-# Candidates carry what the alert needs; NOT EXISTS skips those already alerted through the
-# sla_alert primary key, so a steady-state run reads only the certifications entering a level.
-_AT_RISK_CANDIDATES = """
+def _candidates(level: SlaLevel) -> str:
+    # Candidates carry what the alert needs; NOT EXISTS skips those already alerted through
+    # the sla_alert primary key, so a steady-state run reads only those entering a level.
+    return f"""
 SELECT c.certification_id, c.channel, c.due_date, c.deadline, c.provisional
 FROM open_certification c
-WHERE c.due_date BETWEEN $1 AND $2
-  AND c.deadline >= $3
-  AND NOT EXISTS (SELECT 1 FROM sla_alert a WHERE a.alert_id = c.certification_id || ':at_risk')
-"""
+WHERE {in_level(level)}
+  AND NOT EXISTS (
+    SELECT 1 FROM sla_alert a WHERE a.alert_id = c.certification_id || ':{level.value}')
+"""  # noqa: S608 - built at import from this module's constants; values are parameters
 
-_BREACHED_CANDIDATES = """
-SELECT c.certification_id, c.channel, c.due_date, c.deadline, c.provisional
-FROM open_certification c
-WHERE c.deadline < $1
-  AND NOT EXISTS (SELECT 1 FROM sla_alert a WHERE a.alert_id = c.certification_id || ':breached')
-"""
+
+_BREACHED_CANDIDATES = _candidates(SlaLevel.BREACHED)
+_AT_RISK_CANDIDATES = _candidates(SlaLevel.AT_RISK)
 
 # ON CONFLICT DO NOTHING + RETURNING: a concurrent run that inserted the same alert first
 # wins, and only the alerts this statement inserted go to the outbox.
@@ -145,13 +68,18 @@ RETURNING alert_id
 """
 
 
+def alert_message(alert: Alert, topic: str) -> OutboxMessage:
+    """The alert's outbox row: its id is the message id, so it is published once."""
+    return OutboxMessage(alert.alert_id, "sla_alert", topic, alert.key, alert.payload())
+
+
 async def find_new_alerts(
     conn: asyncpg.Connection, window: Window, calendar: WorkingCalendar
 ) -> list[Alert]:
     """Open certifications that reached a level whose alert was not raised yet."""
     breached = await conn.fetch(_BREACHED_CANDIDATES, window.now)
     at_risk = await conn.fetch(
-        _AT_RISK_CANDIDATES, window.earliest_open_due, window.next_working_day, window.now
+        _AT_RISK_CANDIDATES, window.now, window.earliest_open_due, window.next_working_day
     )
     # Few distinct due dates per run, so each working-day count is computed once.
     left: dict[dt.date, int] = {}
@@ -201,7 +129,7 @@ async def raise_alerts(
         )
     }
     raised = [a for a in alerts if a.alert_id in inserted]
-    await enqueue(conn, [a.message(topic) for a in raised])
+    await enqueue(conn, [alert_message(a, topic) for a in raised])
     return raised
 
 
@@ -212,16 +140,15 @@ class LevelCount:
     count: int
 
 
-# Reads the covering index of the pending projection (an index-only scan once vacuumed)
-# and the relay's backlog.
-_COUNTS = """
+# Reads the pending projection and the relay's backlog.
+_COUNTS = f"""
 SELECT channel,
-       count(*) FILTER (WHERE deadline < $1) AS breached,
-       count(*) FILTER (WHERE deadline >= $1 AND due_date BETWEEN $2 AND $3) AS at_risk,
+       count(*) FILTER (WHERE {in_level(SlaLevel.BREACHED)}) AS breached,
+       count(*) FILTER (WHERE {in_level(SlaLevel.AT_RISK)}) AS at_risk,
        count(*) AS open
 FROM open_certification
 GROUP BY channel
-"""
+"""  # noqa: S608 - built at import from this module's constants; values are parameters
 
 
 async def count_open(conn: asyncpg.Connection, window: Window) -> list[LevelCount]:

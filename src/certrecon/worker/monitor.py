@@ -30,14 +30,12 @@ import asyncpg
 from certrecon.calendar import WorkingCalendar, compute_deadline
 from certrecon.errors import CalendarError, DatabaseUnavailableError
 from certrecon.logs import get_logger
+from certrecon.sla import Alert, SlaLevel, Window
 from certrecon.store import db
 from certrecon.store.calendar_overrides import load_calendar
 from certrecon.store.sla import (
-    Alert,
     MonitorRun,
-    SlaLevel,
     StoredDeadline,
-    Window,
     count_open,
     find_new_alerts,
     last_run,
