@@ -11,11 +11,13 @@ def register(root: click.Group) -> None:
     from certrecon.cli.contract_cmd import contract
     from certrecon.cli.demo_cmd import demo
     from certrecon.cli.migrate_cmd import migrate
+    from certrecon.cli.replay_cmd import replay_cmd
     from certrecon.cli.review_cmd import review
     from certrecon.cli.roster_cmd import roster
     from certrecon.cli.run_cmd import run
     from certrecon.cli.sla_cmd import sla
 
+    audit.add_command(replay_cmd)
     root.add_command(audit)
     root.add_command(calendar)
     root.add_command(contract)

@@ -237,31 +237,40 @@ def start_record(
     config: PipelineConfig,
     calendar: WorkingCalendar,
     received_at: dt.datetime,
+    receipt: dt.datetime | None = None,
 ) -> Pending | Rejected:
-    """Decode, validate and time one record: what can be done before the roster is read."""
+    """Decode, validate and time one record: what can be done before the roster is read.
+
+    ``received_at`` is the receiving clock of the batch (also the decision time).
+    Validation is judged against :func:`receiving_instant`, which the ledger stores with
+    the certification: the same bytes validated again later (a redelivery, an audit
+    replay) give the same answer. A replay passes the recorded instant as ``receipt``.
+    """
     stage = "decoding"
     known: Certification | None = None
+    validated_at = receipt or receiving_instant(record, received_at)
     try:
         channel = config.topic_channels[record.topic]
         decoded = decode(
             record.value,
             topic=record.topic,
             channel=channel,
-            received_at=received_at,
+            received_at=validated_at,
             max_skew=config.max_skew,
             supported=_supported(calendar),
         )
         if isinstance(decoded, Invalid):
             stage = "validation"
-            return _invalid(record, decoded, channel, _Env(config, calendar, received_at))
+            env = _Env(config, calendar, received_at, receipt)
+            return _invalid(record, decoded, channel, env)
         assert isinstance(decoded, Valid)
         stage = "deadline"
         known = decoded.certification
         deadline = compute_deadline(known.certified_at, calendar, config.working_days)
-        row = _row(record, known, channel, deadline, received_at)
+        row = _row(record, known, channel, deadline, validated_at)
         return Pending(row, known, received_at)
     except Exception as exc:
-        return _failed(record, stage, exc, _Env(config, calendar, received_at), known)
+        return _failed(record, stage, exc, _Env(config, calendar, received_at, receipt), known)
 
 
 def finish_record(
@@ -296,6 +305,11 @@ class _Env:
     config: PipelineConfig
     calendar: WorkingCalendar
     received_at: dt.datetime
+    receipt: dt.datetime | None = None
+    """The recorded receiving instant, when a replay gives it."""
+
+    def receipt_of(self, record: Inbound) -> dt.datetime:
+        return self.receipt or receiving_instant(record, self.received_at)
 
     def deadline_from(self, *bases: dt.datetime | None) -> Deadline | None:
         """The deadline from the first basis the calendar can answer for, if any."""
@@ -322,7 +336,7 @@ def _row(
     cert: Certification,
     channel: Channel,
     due: Deadline,
-    received_at: dt.datetime,
+    receipt: dt.datetime,
 ) -> CertificationRow:
     return CertificationRow(
         record=record,
@@ -334,7 +348,7 @@ def _row(
         certified_at_raw=cert.certified_at_raw,
         due=due,
         sha=_sha(record),
-        received_at=_receipt(record, received_at),
+        received_at=receipt,
     )
 
 
@@ -356,8 +370,12 @@ def record_time(record: Inbound) -> dt.datetime | None:
         return None
 
 
-def _receipt(record: Inbound, received_at: dt.datetime) -> dt.datetime:
-    return record_time(record) or received_at
+def receiving_instant(record: Inbound, clock: dt.datetime) -> dt.datetime:
+    """The instant ``record`` counts as received: the broker's timestamp, unless it has
+    none usable or it lies ahead of the receiving ``clock`` (a producer's clock may run
+    ahead; taking it would let a certification from the future through the skew check)."""
+    stamp = record_time(record)
+    return clock if stamp is None or stamp > clock else stamp
 
 
 def _invalid(record: Inbound, decoded: Invalid, channel: Channel, env: _Env) -> Rejected:
@@ -381,7 +399,8 @@ def _invalid_answer(
     # when the broker received the record (stable across a replay), else from the
     # receiving clock.
     received_at = env.received_at
-    due = env.deadline_from(decoded.certified_at, record_time(record), received_at)
+    receipt = env.receipt_of(record)
+    due = env.deadline_from(decoded.certified_at, record_time(record), receipt)
     if due is None:
         return None
     row = CertificationRow(
@@ -394,7 +413,7 @@ def _invalid_answer(
         certified_at_raw=decoded.certified_at_raw,
         due=due,
         sha=_sha(record),
-        received_at=_receipt(record, received_at),
+        received_at=receipt,
     )
     decision = Decision(
         outcome=Outcome.INVALID_RECORD,
@@ -436,10 +455,11 @@ def _failed(
 
 def _failed_answer(record: Inbound, cert: Certification, error: str, env: _Env) -> Answered | None:
     config, received_at = env.config, env.received_at
-    due = env.deadline_from(cert.certified_at, record_time(record), received_at)
+    receipt = env.receipt_of(record)
+    due = env.deadline_from(cert.certified_at, record_time(record), receipt)
     if due is None:
         return None
-    row = _row(record, cert, config.topic_channels[record.topic], due, received_at)
+    row = _row(record, cert, config.topic_channels[record.topic], due, receipt)
     decision = Decision(
         outcome=Outcome.INVALID_RECORD,
         reason=f"the certification could not be processed: {error}",
@@ -813,6 +833,7 @@ __all__ = [
     "finish_record",
     "prepare_batch",
     "process_record",
+    "receiving_instant",
     "record_time",
     "start_record",
 ]

@@ -1,0 +1,344 @@
+"""Re-derive one inbound record with the worker's own functions and say what differs.
+
+Pure: no I/O and no clock reads; the caller gives the ledger's facts, the messages read from
+the output topics and the replay's instant. The re-derivation is :func:`start_record` and
+:func:`finish_record` of the worker's pipeline, the very functions ``certrecon run`` calls,
+fed from the recorded bytes, the recorded receiving instant and decision time, the roster
+version the decision names and the calendar as it was when it was decided.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from certrecon.calendar import WorkingCalendar
+from certrecon.consumers.dead_letter import dead_letter_id
+from certrecon.consumers.decode import usable_certification_id
+from certrecon.domain import CST, RosterRecord
+from certrecon.errors import CalendarError
+from certrecon.reconcile import RULE_VERSION
+from certrecon.replay.model import (
+    Discrepancy,
+    Kind,
+    Recorded,
+    RecordedDecision,
+    Rules,
+    Timeliness,
+)
+from certrecon.worker.pipeline import (
+    Answered,
+    ForReview,
+    Inbound,
+    Pending,
+    PipelineConfig,
+    RecordOutcome,
+    Rejected,
+    finish_record,
+    receiving_instant,
+    start_record,
+)
+
+DIGEST_BYTES = 16
+"""Bytes of a published message's SHA-256 kept in memory: enough to tell contents apart,
+small enough to index every message read from the output topics."""
+
+
+def digest(data: bytes | None) -> bytes:
+    return hashlib.sha256(data or b"").digest()[:DIGEST_BYTES]
+
+
+class Published:
+    """The messages read from one output topic, by message id: where the first copy is
+    and the digest of every distinct content seen (two or more: conflicting copies)."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, int, int, bytes]] = {}
+
+    def add(
+        self, message_id: str, partition: int, offset: int, timestamp_ms: int, content: bytes | None
+    ) -> None:
+        found = self._seen.get(message_id)
+        d = digest(content)
+        if found is None:
+            self._seen[message_id] = (partition, offset, timestamp_ms, d)
+        elif d not in _split(found[3]):
+            self._seen[message_id] = (*found[:3], found[3] + d)
+
+    def take(self, message_id: str) -> tuple[bytes, ...] | None:
+        """The distinct digests published under ``message_id`` (None: never), forgetting it."""
+        found = self._seen.pop(message_id, None)
+        return None if found is None else _split(found[3])
+
+    def remaining(self) -> list[tuple[str, int, int, int]]:
+        """Ids never taken, with the partition, offset and timestamp of their first copy."""
+        return [(k, p, o, ts) for k, (p, o, ts, _) in self._seen.items()]
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def _split(joined: bytes) -> tuple[bytes, ...]:
+    return tuple(joined[i : i + DIGEST_BYTES] for i in range(0, len(joined), DIGEST_BYTES))
+
+
+def peek_certification_id(value: bytes | None) -> str | None:
+    """The record's certification_id when it is readable at all (to find its ledger row
+    before the re-derivation, which needs the recorded receiving instant)."""
+    if not value:
+        return None
+    try:
+        document = json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+    return (
+        usable_certification_id(document.get("certification_id"))
+        if isinstance(document, dict)
+        else None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every record of one replay is checked with."""
+
+    config: PipelineConfig
+    rules: Rules
+    now: dt.datetime
+    """The replay's instant: a deadline before it has passed."""
+    calendar_at: Callable[[dt.datetime], WorkingCalendar]
+    """The calendar as the ledger's override and publication events made it at an instant."""
+    current_calendar: WorkingCalendar
+    results: Published
+    dead_letters: Published
+
+
+@dataclass(slots=True)
+class Checked:
+    items: list[Discrepancy] = field(default_factory=list)
+    timeliness: Timeliness | None = None
+    counts: list[str] = field(default_factory=list)
+
+
+def check_record(
+    record: Inbound,
+    recorded: Recorded | None,
+    ctx: Context,
+    *,
+    current_roster: Mapping[str, tuple[int, RosterRecord]] | None = None,
+) -> Checked:
+    """Everything the contract asks of one inbound record in the window.
+
+    ``recorded`` is the ledger's row for the record's certification_id, if any;
+    ``current_roster`` (``--rules current``) maps ID numbers to today's roster version.
+    """
+    out = Checked()
+    position = (record.topic, record.partition, record.offset)
+    here = recorded is not None and recorded.position == position
+    outcome = _rederive(record, recorded if here else None, ctx, current_roster, out)
+    stored = outcome.answered if isinstance(outcome, Rejected) else outcome
+
+    def item(
+        kind: Kind, cid: str | None, name: str | None = None, rec: Any = None, rep: Any = None
+    ) -> None:
+        out.items.append(
+            Discrepancy(kind, cid, record.topic, record.partition, record.offset, name, rec, rep)
+        )
+
+    if isinstance(outcome, Rejected) and not _dead_letter_published(record, ctx):
+        item(Kind.MISSING_DEAD_LETTER, outcome.letter.certification_id, "dead_letter")
+    if stored is None:
+        out.counts.append("dead_letters_only")
+        return out
+    cid = stored.row.certification_id
+    if recorded is None:
+        item(Kind.MISSING_IN_LEDGER, cid, "certification", None, "certification")
+        return out
+    out.counts.append("certifications")
+    sha = hashlib.sha256(record.value or b"").digest()
+    if not here:
+        # Another delivery of a certification recorded at another position: the same
+        # bytes are a redelivery; other bytes were dead-lettered (the first one stands).
+        if recorded.content_sha256 == sha:
+            out.counts.append("redelivered")
+        elif not isinstance(outcome, Rejected) and not _dead_letter_published(record, ctx):
+            item(Kind.MISSING_DEAD_LETTER, cid, "dead_letter")
+        return out
+    if recorded.raw_sha256 != sha:
+        item(Kind.BYTES_DIFFER, cid, "raw", recorded.raw_sha256, sha)
+    elif recorded.content_sha256 != sha:
+        item(Kind.BYTES_DIFFER, cid, "content_sha256", recorded.content_sha256, sha)
+    else:
+        _compare_derivation(stored, recorded, ctx, item, out)
+    _check_results(recorded, ctx, item, out)
+    return out
+
+
+def _rederive(
+    record: Inbound,
+    recorded: Recorded | None,
+    ctx: Context,
+    current_roster: Mapping[str, tuple[int, RosterRecord]] | None,
+    out: Checked,
+) -> RecordOutcome:
+    decision = recorded.decision if recorded is not None else None
+    if recorded is None:
+        receipt = receiving_instant(record, ctx.now)
+        decided_at = ctx.now
+    else:
+        receipt = recorded.received_at
+        decided_at = decision.decided_at if decision is not None else recorded.received_at
+    if ctx.rules is Rules.CURRENT or recorded is None:
+        calendar = ctx.current_calendar
+    else:
+        calendar = ctx.calendar_at(decided_at)
+    started = start_record(
+        record, config=ctx.config, calendar=calendar, received_at=decided_at, receipt=receipt
+    )
+    if not isinstance(started, Pending):
+        return started
+    entry: RosterRecord | None
+    version: int | None
+    if ctx.rules is Rules.CURRENT or decision is None:
+        found = (current_roster or {}).get(started.certification.id_number)
+        version, entry = (None, None) if found is None else found
+    else:
+        version, entry = decision.roster_version, decision.roster
+    return finish_record(
+        started, entry, config=ctx.config, calendar=calendar, roster_version=version
+    )
+
+
+Item = Callable[..., None]
+
+
+def _compare_derivation(
+    stored: Answered | ForReview, recorded: Recorded, ctx: Context, item: Item, out: Checked
+) -> None:
+    cid = recorded.certification_id
+    row = stored.row
+    if row.valid != recorded.valid:
+        item(Kind.VALIDATION_DIFFERS, cid, "valid", recorded.valid, row.valid)
+        return
+    decision = recorded.decision
+    if not row.valid and decision is not None and decision.reason != stored.decision.reason:
+        item(Kind.VALIDATION_DIFFERS, cid, "errors", decision.reason, stored.decision.reason)
+        return
+    # Recorded: the due date computed on receipt; current: the one in force now.
+    due = recorded.due_in_force if ctx.rules is Rules.CURRENT else recorded.due_date
+    if row.due.due_date != due:
+        item(Kind.DUE_DATE_DIFFERS, cid, "due_date", due, row.due.due_date)
+    elif ctx.rules is Rules.RECORDED and row.due.provisional != recorded.provisional:
+        item(Kind.DUE_DATE_DIFFERS, cid, "provisional", recorded.provisional, row.due.provisional)
+    if decision is None:
+        item(Kind.DECISION_DIFFERS, cid, "decision", None, _label(stored))
+        return
+    if ctx.rules is Rules.RECORDED and decision.rule_version != RULE_VERSION:
+        # Only today's rules are in this program: an older version cannot be re-run.
+        out.counts.append("not_rederivable")
+        return
+    for name, was, now in _decision_fields(decision, stored, ctx.rules):
+        if was != now:
+            item(Kind.DECISION_DIFFERS, cid, name, was, now)
+
+
+def _label(stored: Answered | ForReview) -> str:
+    d = stored.decision
+    return d.outcome.value if d.outcome is not None else f"review:{d.review}"
+
+
+def _decision_fields(
+    recorded: RecordedDecision, stored: Answered | ForReview, rules: Rules
+) -> list[tuple[str, Any, Any]]:
+    d = stored.decision
+    fields: list[tuple[str, Any, Any]] = [
+        ("outcome", recorded.outcome, d.outcome.value if d.outcome else None),
+        ("review_reason", recorded.review_reason, d.review.value if d.review else None),
+        ("rule", recorded.rule, d.rule),
+        ("rule_version", recorded.rule_version, d.rule_version),
+        ("reason", recorded.reason, d.reason),
+        ("evidence", recorded.evidence, json.loads(stored.evidence)),
+    ]
+    if rules is Rules.RECORDED:
+        fields.append(("roster_version", recorded.roster_version, stored.roster_version))
+    return fields
+
+
+def _dead_letter_published(record: Inbound, ctx: Context) -> bool:
+    return (
+        ctx.dead_letters.take(dead_letter_id(record.topic, record.partition, record.offset))
+        is not None
+    )
+
+
+def _check_results(recorded: Recorded, ctx: Context, item: Item, out: Checked) -> None:
+    cid = recorded.certification_id
+    deadline = recorded.deadline_in_force
+    passed = deadline <= ctx.now
+    results = sorted(recorded.results, key=lambda r: r.revision)
+    if not results:
+        if passed:
+            item(Kind.NO_RESULT, cid, "result", None, f"deadline {deadline.isoformat()} passed")
+        else:
+            out.counts.append("open")
+        out.timeliness = _timeliness(recorded, None, ctx)
+        return
+    out.counts.append("answered")
+    conflicting = [r.result_id for r in results if r.revision > 1 and r.decided_by == "rules"]
+    for r in results:
+        copies = ctx.results.take(r.result_id)
+        if copies is None:
+            if r.acked_at is not None or passed:
+                item(Kind.RESULT_NOT_PUBLISHED, cid, r.result_id, r.acked_at, None)
+            else:
+                out.counts.append("awaiting_publication")
+        elif len(copies) > 1:
+            conflicting.append(r.result_id)
+        elif r.payload_sha256 is not None and copies[0] != _short(r.payload_sha256):
+            item(Kind.PUBLISHED_DIFFERS, cid, r.result_id, "ledger bytes", "other bytes")
+    if conflicting:
+        item(Kind.CONFLICTING_RESULTS, cid, "result_id", None, conflicting)
+    acks = [r.acked_at for r in results if r.acked_at is not None]
+    returned = min(acks) if acks else None
+    if returned is not None and returned > deadline:
+        item(Kind.LATE, cid, "returned_at", deadline, returned)
+        out.counts.append("late")
+    elif returned is not None:
+        out.counts.append("on_time")
+    elif not passed:
+        out.counts.append("open")
+    out.timeliness = _timeliness(recorded, returned, ctx)
+
+
+def _short(sha256: bytes) -> bytes:
+    return sha256[:DIGEST_BYTES]
+
+
+def _timeliness(recorded: Recorded, returned: dt.datetime | None, ctx: Context) -> Timeliness:
+    late: int | None = None
+    on_time: bool | None = None
+    if returned is not None:
+        on_time = returned <= recorded.deadline_in_force
+        late = 0
+        if not on_time:
+            try:
+                late = ctx.current_calendar.count_working_days(
+                    recorded.due_in_force, returned.astimezone(CST).date()
+                )
+            except CalendarError:
+                late = None  # outside the calendar: the count is unknown
+    return Timeliness(
+        certification_id=recorded.certification_id,
+        channel=recorded.channel,
+        certified_on=recorded.local_date,
+        due_date=recorded.due_in_force,
+        returned_at=returned.astimezone(CST) if returned is not None else None,
+        on_time=on_time,
+        working_days_late=late,
+    )

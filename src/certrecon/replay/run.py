@@ -1,0 +1,246 @@
+"""One audit replay: the ledger in one read-only snapshot, the topics through an
+assign-only consumer, every record checked by :mod:`certrecon.replay.check`, the report
+streamed by :class:`~certrecon.replay.report.ReportWriter`.
+
+Order matters for a replay beside a running worker: the database snapshot is taken first,
+then the topics' ends are fixed, so every result the snapshot knows as acknowledged is on
+a topic below its fixed end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import certrecon
+from certrecon.calendar import default_calendar
+from certrecon.consumers.decode import usable_certification_id
+from certrecon.reconcile import RULE_VERSION
+from certrecon.replay.broker import Progress, TopicReader
+from certrecon.replay.calendars import CalendarHistory
+from certrecon.replay.check import Context, Published, check_record, peek_certification_id
+from certrecon.replay.model import Discrepancy, Kind, PartitionSpan, Rules, Tally
+from certrecon.replay.report import ReportWriter, summary_json
+from certrecon.replay.window import Window, to_ms
+from certrecon.store import replay as store
+from certrecon.store.audit import head
+from certrecon.store.calendar_overrides import DATABASE_LAYER
+from certrecon.store.db import Conn
+from certrecon.store.roster import fetch_roster_versions
+from certrecon.worker.pipeline import Inbound, PipelineConfig
+
+OUTPUT_LOOKBACK = dt.timedelta(days=1)
+"""The output topics are read from this long before the window: a result or dead letter is
+published after its record, but producers' clocks differ."""
+_ORPHAN_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    tally: Tally
+    summary: dict[str, Any]
+    manifest: dict[str, Any]
+    items_shown: list[Discrepancy]
+    """The first discrepancies (for the terminal); the report file has them all."""
+
+
+SHOWN = 50
+
+
+async def replay(
+    conn: Conn,
+    reader: TopicReader,
+    *,
+    config: PipelineConfig,
+    window: Window,
+    rules: Rules,
+    now: dt.datetime,
+    writer: ReportWriter,
+    progress: Callable[[list[PartitionSpan]], Progress] | None = None,
+) -> Outcome:
+    """Check every inbound record of ``window``; ``conn`` must be in a READ ONLY
+    REPEATABLE READ transaction (the caller's)."""
+    await store.begin(conn)
+    ledger_head = await head(conn, now)
+    history = CalendarHistory(
+        default_calendar(), await store.calendar_events(conn), layer=DATABASE_LAYER
+    )
+    inbound_topics = list(config.topic_channels)
+    earliest = await store.earliest_in_window(conn, inbound_topics, window.start, window.end)
+
+    in_spans = await reader.spans(inbound_topics, window.start_ms)
+    out_spans = await reader.spans(
+        [config.result_topic, config.dead_letter_topic], to_ms(window.start - OUTPUT_LOOKBACK)
+    )
+    tally = Tally()
+    shown: list[Discrepancy] = []
+
+    def found(d: Discrepancy) -> None:
+        tally.found(d)
+        writer.item(d)
+        if len(shown) < SHOWN:
+            shown.append(d)
+
+    on_progress = progress([*out_spans, *in_spans]) if progress is not None else None
+    results, dead_letters = Published(), Published()
+    async for chunk in reader.read(out_spans, on_progress):
+        for m in chunk:
+            _index(m, config, results, dead_letters)
+
+    ctx = Context(
+        config=config,
+        rules=rules,
+        now=now,
+        calendar_at=history.at,
+        current_calendar=history.current(),
+        results=results,
+        dead_letters=dead_letters,
+    )
+    async for chunk in reader.read(in_spans, on_progress):
+        tally.add("records_read", len(chunk))
+        records = [r for r in chunk if window.holds(r.timestamp_ms)]
+        tally.add("records_in_window", len(records))
+        ids = [cid for r in records if (cid := peek_certification_id(r.value)) is not None]
+        recorded = await store.recorded(conn, ids)
+        roster = None
+        if rules is Rules.CURRENT:
+            numbers = sorted({r.id_number for r in recorded.values() if r.id_number})
+            found_roster = await fetch_roster_versions(conn, numbers)
+            roster = {k: (v.version, v.record) for k, v in found_roster.items()}
+        for r in records:
+            cid = peek_certification_id(r.value)
+            checked = check_record(
+                r, recorded.get(cid) if cid else None, ctx, current_roster=roster
+            )
+            for name in checked.counts:
+                tally.add(name)
+            for d in checked.items:
+                found(d)
+            if checked.timeliness is not None:
+                writer.timeliness(checked.timeliness)
+
+    for d in _truncated(in_spans, earliest, reader, window):
+        found(d)
+    for d in await _orphans(conn, results, config.result_topic, window):
+        found(d)
+
+    summary = summary_json(tally, window=window.to_json(), rules=rules.value)
+    manifest = {
+        "window": window.to_json(),
+        "rules": rules.value,
+        "replayed_at": now.isoformat(),
+        "certrecon_version": certrecon.__version__,
+        "python": platform.python_version(),
+        "rule_versions": {"current": RULE_VERSION},
+        "calendar": history.state(),
+        "ledger_head": ledger_head.to_json(),
+        "partitions": [s.to_json() for s in [*in_spans, *out_spans]],
+        "clean": tally.clean,
+    }
+    filed = writer.finish(summary, manifest)
+    return Outcome(tally, summary, filed or manifest, shown)
+
+
+def _index(m: Inbound, config: PipelineConfig, results: Published, letters: Published) -> None:
+    field = "result_id" if m.topic == config.result_topic else "dead_letter_id"
+    target = results if m.topic == config.result_topic else letters
+    message_id = None
+    try:
+        document = json.loads(m.value or b"")
+        if isinstance(document, dict) and isinstance(document.get(field), str):
+            message_id = document[field]
+    except (ValueError, RecursionError):
+        pass
+    if message_id is None:
+        # Unreadable: never matches a ledger row, so an unreadable result is an orphan.
+        message_id = f"{m.topic}:{m.partition}:{m.offset}"
+    target.add(message_id, m.partition, m.offset, m.timestamp_ms, m.value)
+
+
+def _truncated(
+    spans: Iterable[PartitionSpan],
+    earliest: Iterable[store.Earliest],
+    reader: TopicReader,
+    window: Window,
+) -> list[Discrepancy]:
+    """Partitions whose window the broker no longer holds whole: the ledger recorded a
+    certification of the window below the oldest record kept (or beyond the partition's
+    end: the topic was recreated), or records were removed and the oldest kept one is
+    already inside the window."""
+    by_tp = {(s.topic, s.partition): s for s in spans}
+    out: list[Discrepancy] = []
+    for e in earliest:
+        s = by_tp.get((e.topic, e.partition))
+        if s is None:
+            out.append(
+                Discrepancy(
+                    Kind.WINDOW_TRUNCATED,
+                    None,
+                    e.topic,
+                    e.partition,
+                    None,
+                    "partition",
+                    e.first_offset,
+                    None,
+                )
+            )
+        elif e.first_offset < s.log_start or e.first_offset >= s.end:
+            out.append(
+                Discrepancy(
+                    Kind.WINDOW_TRUNCATED,
+                    None,
+                    e.topic,
+                    e.partition,
+                    s.log_start,
+                    "log_start_offset",
+                    e.first_offset,
+                    s.log_start,
+                )
+            )
+            del by_tp[(e.topic, e.partition)]
+    for s in by_tp.values():
+        first = reader.first_kept.timestamps.get((s.topic, s.partition))
+        kept_from_inside = first is not None and first >= window.start_ms
+        if s.log_start > 0 and s.start == s.log_start and kept_from_inside:
+            out.append(
+                Discrepancy(
+                    Kind.WINDOW_TRUNCATED,
+                    None,
+                    s.topic,
+                    s.partition,
+                    s.log_start,
+                    "log_start_offset",
+                    None,
+                    s.log_start,
+                )
+            )
+    return out
+
+
+async def _orphans(conn: Conn, results: Published, topic: str, window: Window) -> list[Discrepancy]:
+    """Results stamped inside the window that the ledger never recorded."""
+    left = [(k, p, o) for k, p, o, ts in results.remaining() if window.holds(ts)]
+    out: list[Discrepancy] = []
+    for i in range(0, len(left), _ORPHAN_CHUNK):
+        part = left[i : i + _ORPHAN_CHUNK]
+        known = await store.known_results(conn, [k for k, _, _ in part])
+        for result_id, partition, offset in part:
+            if result_id not in known:
+                cid = usable_certification_id(result_id.rpartition(":")[0])
+                out.append(
+                    Discrepancy(
+                        Kind.ORPHAN_RESULT,
+                        cid,
+                        topic,
+                        partition,
+                        offset,
+                        "result_id",
+                        None,
+                        result_id,
+                    )
+                )
+    return out
