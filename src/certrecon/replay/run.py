@@ -9,9 +9,11 @@ a topic below its fixed end.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import platform
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +21,12 @@ from typing import Any
 import certrecon
 from certrecon.calendar import default_calendar
 from certrecon.consumers.decode import usable_certification_id
+from certrecon.domain import RosterRecord
 from certrecon.reconcile import RULE_VERSION
 from certrecon.replay.broker import Progress, TopicReader
 from certrecon.replay.calendars import CalendarHistory
 from certrecon.replay.check import Context, Published, check_record, peek_certification_id
-from certrecon.replay.model import Discrepancy, Kind, PartitionSpan, Rules, Tally
+from certrecon.replay.model import Discrepancy, Kind, PartitionSpan, Recorded, Rules, Tally
 from certrecon.replay.report import ReportWriter, summary_json
 from certrecon.replay.window import Window, to_ms
 from certrecon.store import replay as store
@@ -100,19 +103,10 @@ async def replay(
         results=results,
         dead_letters=dead_letters,
     )
-    async for chunk in reader.read(in_spans, on_progress):
-        tally.add("records_read", len(chunk))
-        records = [r for r in chunk if window.holds(r.timestamp_ms)]
-        tally.add("records_in_window", len(records))
-        ids = [cid for r in records if (cid := peek_certification_id(r.value)) is not None]
-        recorded = await store.recorded(conn, ids)
-        roster = None
-        if rules is Rules.CURRENT:
-            numbers = sorted({r.id_number for r in recorded.values() if r.id_number})
-            found_roster = await fetch_roster_versions(conn, numbers)
-            roster = {k: (v.version, v.record) for k, v in found_roster.items()}
-        for r in records:
-            cid = peek_certification_id(r.value)
+
+    def check(pairs: _Chunk, facts: _Facts) -> None:
+        recorded, roster = facts
+        for r, cid in pairs:
             checked = check_record(
                 r, recorded.get(cid) if cid else None, ctx, current_roster=roster
             )
@@ -122,6 +116,29 @@ async def replay(
                 found(d)
             if checked.timeliness is not None:
                 writer.timeliness(checked.timeliness)
+
+    # One chunk of look-ahead: the ledger rows of the next chunk are being read by
+    # PostgreSQL while this process re-derives the current one.
+    waiting: tuple[_Chunk, asyncio.Task[_Facts]] | None = None
+    try:
+        async for records in reader.read(in_spans, on_progress):
+            tally.add("records_read", len(records))
+            inside = [r for r in records if window.holds(r.timestamp_ms)]
+            tally.add("records_in_window", len(inside))
+            pairs = [(r, peek_certification_id(r.value)) for r in inside]
+            ready = None if waiting is None else (waiting[0], await waiting[1])
+            waiting = None
+            task = asyncio.create_task(_facts(conn, pairs, rules), name="replay-ledger-read")
+            waiting = (pairs, task)
+            await asyncio.sleep(0)  # let the query go out before the CPU work starts
+            if ready is not None:
+                check(*ready)
+        if waiting is not None:
+            check(waiting[0], await waiting[1])
+            waiting = None
+    finally:
+        if waiting is not None and not waiting[1].done():
+            waiting[1].cancel()
 
     for d in _truncated(in_spans, earliest, reader, window):
         found(d)
@@ -145,16 +162,46 @@ async def replay(
     return Outcome(tally, summary, filed or manifest, shown)
 
 
+# Results and dead letters are compact JSON the service wrote, their id a plain string: a
+# pattern finds it without parsing the whole message; anything else is parsed.
+_ID_FIELD = {
+    "result_id": re.compile(rb'^\{"schema_version":1,"result_id":"([A-Za-z0-9_:-]{1,80})"'),
+    "dead_letter_id": re.compile(rb'^\{"dead_letter_id":"([A-Za-z0-9._:-]{1,300})"'),
+}
+
+
+def _message_id(value: bytes | None, field: str) -> str | None:
+    found = _ID_FIELD[field].match(value or b"")
+    if found is not None:
+        return found.group(1).decode()
+    try:
+        document = json.loads(value or b"")
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(document, dict) and isinstance(document.get(field), str):
+        return str(document[field])
+    return None
+
+
+_Chunk = list[tuple[Inbound, str | None]]
+_Facts = tuple[dict[str, Recorded], dict[str, tuple[int, RosterRecord]] | None]
+
+
+async def _facts(conn: Conn, chunk: _Chunk, rules: Rules) -> _Facts:
+    """The ledger's rows for a chunk's certifications (and, for ``--rules current``, the
+    people's roster versions of today)."""
+    recorded = await store.recorded(conn, [cid for _, cid in chunk if cid is not None])
+    if rules is not Rules.CURRENT:
+        return recorded, None
+    numbers = sorted({r.id_number for r in recorded.values() if r.id_number})
+    found = await fetch_roster_versions(conn, numbers)
+    return recorded, {k: (v.version, v.record) for k, v in found.items()}
+
+
 def _index(m: Inbound, config: PipelineConfig, results: Published, letters: Published) -> None:
     field = "result_id" if m.topic == config.result_topic else "dead_letter_id"
     target = results if m.topic == config.result_topic else letters
-    message_id = None
-    try:
-        document = json.loads(m.value or b"")
-        if isinstance(document, dict) and isinstance(document.get(field), str):
-            message_id = document[field]
-    except (ValueError, RecursionError):
-        pass
+    message_id = _message_id(m.value, field)
     if message_id is None:
         # Unreadable: never matches a ledger row, so an unreadable result is an orphan.
         message_id = f"{m.topic}:{m.partition}:{m.offset}"
