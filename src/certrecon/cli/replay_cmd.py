@@ -201,7 +201,7 @@ def _print(outcome: Outcome, report_dir: Path | None) -> None:
         counts.add_row(cell(name.replace("_", " ")), cell(s[name]))
     for kind, n in s["by_kind"].items():
         if n:
-            counts.add_row(cell(kind, "red"), cell(n, "red"))
+            counts.add_row(cell(f"discrepancy: {kind}", "red"), cell(n, "red"))
     out.print(counts)
     if outcome.items_shown:
         items = Table(show_header=True, header_style="bold")
