@@ -158,5 +158,5 @@ def test_report_files_and_their_manifest(tmp_path: Path) -> None:
     assert check_manifest(tmp_path / "r") == []
     (tmp_path / "r" / "items.jsonl").write_text("{}\n")
     assert check_manifest(tmp_path / "r") == ["items.jsonl"]
-    with pytest.raises(FileExistsError), ReportWriter(tmp_path / "r"):
+    with pytest.raises(InputError, match="never overwritten"), ReportWriter(tmp_path / "r"):
         pass

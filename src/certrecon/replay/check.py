@@ -141,7 +141,7 @@ def check_record(
     out = Checked()
     position = (record.topic, record.partition, record.offset)
     here = recorded is not None and recorded.position == position
-    outcome = _rederive(record, recorded if here else None, ctx, current_roster, out)
+    outcome = _rederive(record, recorded if here else None, ctx, current_roster)
     stored = outcome.answered if isinstance(outcome, Rejected) else outcome
 
     def item(
@@ -185,8 +185,8 @@ def _rederive(
     recorded: Recorded | None,
     ctx: Context,
     current_roster: Mapping[str, tuple[int, RosterRecord]] | None,
-    out: Checked,
 ) -> RecordOutcome:
+    """The worker's outcome for ``record``, from what the ledger recorded about it."""
     decision = recorded.decision if recorded is not None else None
     if recorded is None:
         receipt = receiving_instant(record, ctx.now)

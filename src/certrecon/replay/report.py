@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from certrecon.errors import InputError
 from certrecon.replay.model import Discrepancy, Tally, Timeliness
 
 SUMMARY = "summary.json"
@@ -64,7 +65,7 @@ class ReportWriter:
             d.mkdir(parents=True, exist_ok=True)
             for name in (*REPORT_FILES, MANIFEST):
                 if (d / name).exists():
-                    raise FileExistsError(f"{d / name} exists: a filed report is never overwritten")
+                    raise InputError(f"{d / name} exists: a filed report is never overwritten")
             self._items = (d / ITEMS).open("x", encoding="utf-8", newline="\n")
             self._times = (d / TIMELINESS).open("x", encoding="utf-8", newline="")
             self._csv = csv.writer(self._times, lineterminator="\n")

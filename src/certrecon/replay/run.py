@@ -107,15 +107,19 @@ async def replay(
     def check(pairs: _Chunk, facts: _Facts) -> None:
         recorded, roster = facts
         for r, cid in pairs:
-            checked = check_record(
-                r, recorded.get(cid) if cid else None, ctx, current_roster=roster
-            )
+            found_row = recorded.get(cid) if cid else None
+            if found_row is not None and found_row.decision is not None:
+                version = found_row.decision.rule_version
+                rule_versions[version] = rule_versions.get(version, 0) + 1
+            checked = check_record(r, found_row, ctx, current_roster=roster)
             for name in checked.counts:
                 tally.add(name)
             for d in checked.items:
                 found(d)
             if checked.timeliness is not None:
                 writer.timeliness(checked.timeliness)
+
+    rule_versions: dict[str, int] = {}
 
     # One chunk of look-ahead: the ledger rows of the next chunk are being read by
     # PostgreSQL while this process re-derives the current one.
@@ -152,7 +156,7 @@ async def replay(
         "replayed_at": now.isoformat(),
         "certrecon_version": certrecon.__version__,
         "python": platform.python_version(),
-        "rule_versions": {"current": RULE_VERSION},
+        "rule_versions": {"program": RULE_VERSION, "recorded": rule_versions},
         "calendar": history.state(),
         "ledger_head": ledger_head.to_json(),
         "partitions": [s.to_json() for s in [*in_spans, *out_spans]],
@@ -219,52 +223,27 @@ def _truncated(
     end: the topic was recreated), or records were removed and the oldest kept one is
     already inside the window."""
     by_tp = {(s.topic, s.partition): s for s in spans}
+
+    def cut(topic: str, partition: int, log_start: int | None, ledger: int | None) -> Discrepancy:
+        # recorded: the ledger's first offset of the window; replayed: the broker's log start
+        field = "partition" if log_start is None else "log_start_offset"
+        return Discrepancy(
+            Kind.WINDOW_TRUNCATED, None, topic, partition, log_start, field, ledger, log_start
+        )
+
     out: list[Discrepancy] = []
     for e in earliest:
         s = by_tp.get((e.topic, e.partition))
         if s is None:
-            out.append(
-                Discrepancy(
-                    Kind.WINDOW_TRUNCATED,
-                    None,
-                    e.topic,
-                    e.partition,
-                    None,
-                    "partition",
-                    e.first_offset,
-                    None,
-                )
-            )
+            out.append(cut(e.topic, e.partition, None, e.first_offset))
         elif e.first_offset < s.log_start or e.first_offset >= s.end:
-            out.append(
-                Discrepancy(
-                    Kind.WINDOW_TRUNCATED,
-                    None,
-                    e.topic,
-                    e.partition,
-                    s.log_start,
-                    "log_start_offset",
-                    e.first_offset,
-                    s.log_start,
-                )
-            )
+            out.append(cut(e.topic, e.partition, s.log_start, e.first_offset))
             del by_tp[(e.topic, e.partition)]
     for s in by_tp.values():
         first = reader.first_kept.timestamps.get((s.topic, s.partition))
         kept_from_inside = first is not None and first >= window.start_ms
         if s.log_start > 0 and s.start == s.log_start and kept_from_inside:
-            out.append(
-                Discrepancy(
-                    Kind.WINDOW_TRUNCATED,
-                    None,
-                    s.topic,
-                    s.partition,
-                    s.log_start,
-                    "log_start_offset",
-                    None,
-                    s.log_start,
-                )
-            )
+            out.append(cut(s.topic, s.partition, s.log_start, None))
     return out
 
 
