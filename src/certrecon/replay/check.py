@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,20 +89,29 @@ def _split(joined: bytes) -> tuple[bytes, ...]:
     return tuple(joined[i : i + DIGEST_BYTES] for i in range(0, len(joined), DIGEST_BYTES))
 
 
+_ID_FIELD = re.compile(rb'"certification_id"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
+
+
 def peek_certification_id(value: bytes | None) -> str | None:
     """The record's certification_id when it is readable at all (to find its ledger row
-    before the re-derivation, which needs the recorded receiving instant)."""
+    before the re-derivation, which needs the recorded receiving instant).
+
+    A message naming ``certification_id`` once, plainly, is read by a pattern; any other
+    is parsed. (A wrong guess costs nothing: the re-derivation decides, and a ledger row is
+    only used when it was recorded at this record's position.)
+    """
     if not value:
         return None
+    found = _ID_FIELD.findall(value)
+    if len(found) == 1:
+        return bytes(found[0]).decode("ascii")
     try:
         document = json.loads(value)
     except (ValueError, RecursionError):
         return None
-    return (
-        usable_certification_id(document.get("certification_id"))
-        if isinstance(document, dict)
-        else None
-    )
+    if not isinstance(document, dict):
+        return None
+    return usable_certification_id(document.get("certification_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,11 +273,18 @@ def _decision_fields(
         ("rule", recorded.rule, d.rule),
         ("rule_version", recorded.rule_version, d.rule_version),
         ("reason", recorded.reason, d.reason),
-        ("evidence", recorded.evidence, json.loads(stored.evidence)),
+        ("evidence", recorded.evidence, _evidence(stored, recorded.evidence)),
     ]
     if rules is Rules.RECORDED:
         fields.append(("roster_version", recorded.roster_version, stored.roster_version))
     return fields
+
+
+def _evidence(stored: Answered | ForReview, recorded: Any) -> Any:
+    # The rules' evidence is plain JSON values already; the stored text is parsed only
+    # when the two differ (to report exactly what was stored).
+    plain = dict(stored.decision.evidence)
+    return plain if plain == recorded else json.loads(stored.evidence)
 
 
 def _dead_letter_published(record: Inbound, ctx: Context) -> bool:
