@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import os
 import sys
 import tempfile
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from certrecon.calendar import compute_deadline, default_calendar  # noqa: E402
 from certrecon.domain import CST  # noqa: E402
 from certrecon.embedded.postgres import EmbeddedPostgres  # noqa: E402
-from certrecon.store import db  # noqa: E402
+from certrecon.store import db, ledger  # noqa: E402
 from certrecon.store.migrations import migrate  # noqa: E402
 from certrecon.worker.metrics import Metrics  # noqa: E402
 from certrecon.worker.monitor import observe, run_monitor  # noqa: E402
@@ -118,9 +119,14 @@ async def main(total: int, new_alerts: int) -> None:
         try:
             await migrate(conn)
             started = time.perf_counter()
-            await conn.copy_records_to_table(
-                "certification", records=rows(total, new_alerts), columns=COLUMNS
-            )
+            # As the worker writes them: each chunk with its rows' ledger digests.
+            source = rows(total, new_alerts)
+            while chunk := list(itertools.islice(source, 50_000)):
+                async with conn.transaction():
+                    await conn.copy_records_to_table(
+                        "certification", records=chunk, columns=COLUMNS
+                    )
+                    await ledger.record_rows(conn, "certification", chunk)
             # What autovacuum would do: the open set (pending_certification, filled at commit)
             # and the certifications, vacuumed and analysed.
             await conn.execute("VACUUM (ANALYZE) certification, pending_certification")

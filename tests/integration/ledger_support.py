@@ -6,7 +6,7 @@ import datetime as dt
 
 import asyncpg
 
-from tests.integration.sla_support import add_certification, cst, queue_for_review
+from tests.integration.sla_support import add_certification, chained, cst, queue_for_review
 
 
 async def one_of_everything(conn: asyncpg.Connection) -> None:
@@ -51,13 +51,17 @@ async def one_of_everything(conn: asyncpg.Connection) -> None:
         "INSERT INTO calendar_publication_event (year, published, source) VALUES (2030, true, 't')"
     )
     async with conn.transaction():
-        await conn.execute(
+        await chained(
+            conn,
+            "outbox",
             "INSERT INTO outbox (message_id, kind, topic, payload)"
-            " VALUES ('too-big', 'dead_letter', 'certrecon.dead-letter', '{}')"
+            " VALUES ('too-big', 'dead_letter', 'certrecon.dead-letter', '{}')",
         )
-        await conn.execute(
+        await chained(
+            conn,
+            "outbox_failure",
             "INSERT INTO outbox_failure (message_id, reason, failed_at)"
-            " VALUES ('too-big', 'MessageSizeTooLargeError', now())"
+            " VALUES ('too-big', 'MessageSizeTooLargeError', now())",
         )
 
 

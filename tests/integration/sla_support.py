@@ -8,8 +8,10 @@ import json
 
 import asyncpg
 
+from certrecon.audit.digest import TABLES
 from certrecon.calendar import WorkingCalendar, compute_deadline, default_calendar
 from certrecon.domain import CST
+from certrecon.store import ledger
 
 ID_NUMBER = "11010519491231002X"
 
@@ -19,6 +21,16 @@ def cst(  # noqa: PLR0917 - reads like a date literal
 ) -> dt.datetime:
     """An instant in China Standard Time: cst(2024, 6, 3, 10) is 2024-06-03 10:00 +08:00."""
     return dt.datetime(year, month, day, hour, minute, second, tzinfo=CST)
+
+
+async def chained(conn: asyncpg.Connection, table: str, statement: str, *args: object) -> None:
+    """Run an INSERT into a ledger table the application writes and record the inserted
+    rows' digests with it, as the service's writers do."""
+    spec = TABLES[table]
+    columns = ", ".join(f"{c}::text" if kind == "jsonb" else c for c, kind in spec.columns)
+    async with conn.transaction():
+        rows = await conn.fetch(f"{statement} RETURNING {columns}", *args)
+        await ledger.record_rows(conn, table, [tuple(r) for r in rows])
 
 
 async def add_certification(
@@ -51,7 +63,9 @@ async def add_certification(
         },
         ensure_ascii=False,
     ).encode()
-    await conn.execute(
+    await chained(
+        conn,
+        "certification",
         """
         INSERT INTO certification (
             certification_id, channel, topic, kafka_partition, kafka_offset, id_number, valid,
@@ -84,7 +98,9 @@ async def return_result(
     """A first result, published and acknowledged at ``at``."""
     result_id = f"{certification_id}:1"
     async with conn.transaction():
-        await conn.execute(
+        await chained(
+            conn,
+            "result",
             """
             INSERT INTO result (certification_id, revision, result_id, outcome, reason,
                                 decided_at, decided_by)
@@ -95,15 +111,21 @@ async def return_result(
             outcome,
             at,
         )
-        await conn.execute(
+        await chained(
+            conn,
+            "outbox",
             """
             INSERT INTO outbox (message_id, kind, topic, key, payload)
             VALUES ($1, 'result', 'mohrss.certification-result', NULL, '{}')
             """,
             result_id,
         )
-    await conn.execute(
-        "INSERT INTO outbox_ack (message_id, acked_at) VALUES ($1, $2)", result_id, at
+    await chained(
+        conn,
+        "outbox_ack",
+        "INSERT INTO outbox_ack (message_id, acked_at) VALUES ($1, $2)",
+        result_id,
+        at,
     )
 
 
@@ -111,7 +133,9 @@ async def queue_for_review(
     conn: asyncpg.Connection, certification_id: str, reason: str, at: dt.datetime
 ) -> None:
     """Record the rules' verdict "a person must decide" as the pipeline does."""
-    await conn.execute(
+    await chained(
+        conn,
+        "decision",
         """
         INSERT INTO decision (certification_id, outcome, review_reason, reason, rule,
                               rule_version, evidence, decided_at)
@@ -122,7 +146,9 @@ async def queue_for_review(
         {"deceased_on": "2024-05-01"},
         at,
     )
-    await conn.execute(
+    await chained(
+        conn,
+        "review_item",
         "INSERT INTO review_item (certification_id, reason, queued_at) VALUES ($1, $2, $3)",
         certification_id,
         reason,

@@ -17,11 +17,13 @@ from certrecon.cli.commands import register
 from certrecon.store import db
 from certrecon.store.audit import head, links_covering
 from tests.integration.ledger_support import one_of_everything
-from tests.integration.sla_support import add_certification, cst, return_result
+from tests.integration.sla_support import add_certification, chained, cst, return_result
 
 
 async def _decided(conn: asyncpg.Connection, certification_id: str, outcome: str) -> None:
-    await conn.execute(
+    await chained(
+        conn,
+        "decision",
         """
         INSERT INTO decision (certification_id, outcome, reason, rule, rule_version, evidence,
                               decided_at)

@@ -1,27 +1,77 @@
 """``audit verify``: the chain link by link, then every ledger row against its digest.
 
 Links stream in ``seq`` order through :class:`~certrecon.audit.chain.ChainVerifier`, which
-keeps only the previous link. Rows are compared by the database, one hash join per table
-that returns only rows that differ, so memory stays constant however long the ledger.
-Everything is read in one read-only REPEATABLE READ transaction: writers may go on, and
-what is verified is one committed state.
+keeps only the previous link. Each ledger table streams from the database beside the
+digests recorded for its rows (one full join by key, through a server-side cursor), and
+:class:`RowChecker` hashes every row as stored with the one definition of the row digest
+(:mod:`certrecon.audit.digest`) and compares: memory stays constant however long the
+ledger. Everything is read in one read-only REPEATABLE READ snapshot, shared by every
+connection verification uses, so writers may go on and what is verified is one committed
+state. With more than one connection, tables are read in parallel.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
 from certrecon.audit.chain import ChainVerifier, Checkpoint, Link, Problem, first_problem
+from certrecon.audit.digest import TABLES, TableDigest, digest_encoded
 from certrecon.store import audit as store
 
 Progress = Callable[[str, int, int], None]
 """(stage, done, total)."""
 
-SHOWN_PROBLEMS = 20
+Connect = Callable[[], Awaitable[asyncpg.Connection]]
+"""Opens one more connection to the same database (for reading tables in parallel)."""
+
+KEPT_PROBLEMS = 100
+"""Problems kept per table (the lowest links first); the count covers them all."""
+
+
+class RowChecker:
+    """Rows of one table beside their recorded digests (see
+    :func:`certrecon.store.audit.rows_query`), checked one by one; keeps the problems of the
+    lowest links only, so memory stays bounded however much is wrong."""
+
+    def __init__(self, table: TableDigest) -> None:
+        self.table = table
+        self.rows = 0
+        self.problem_count = 0
+        self.problems: list[Problem] = []
+
+    def feed(self, rows: Iterable[Sequence[Any] | asyncpg.Record]) -> None:
+        table, name = self.table, self.table.name
+        found: list[Problem] = []
+        n = 0
+        for seq, key, cert, digest, fmt, row_key, row_cert, old_digest, sent in rows:
+            n += 1
+            if key is None:
+                found.append(Problem(None, name, row_cert, row_key, "not in any link"))
+            elif row_key is None:
+                found.append(Problem(seq, name, cert, key, "recorded but missing"))
+            elif (old_digest if fmt == 1 else digest_encoded(table, sent)) != digest:
+                found.append(
+                    Problem(seq, name, cert, key, "content differs from its recorded digest")
+                )
+        self.rows += n
+        if found:
+            self.problem_count += len(found)
+            self.problems = _lowest([*self.problems, *found])
+
+
+def _order(p: Problem) -> tuple[bool, int, str]:
+    return (p.seq is None, p.seq or 0, p.key or "")
+
+
+def _lowest(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=_order)[:KEPT_PROBLEMS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +82,8 @@ class VerifyReport:
     head: Link | None
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
+    rows: int = 0
+    """Ledger rows read and hashed."""
 
     @property
     def intact(self) -> bool:
@@ -42,32 +94,103 @@ class VerifyReport:
         return first_problem(self.problems)
 
 
+class _Rows:
+    """Progress over every table's rows."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress("rows", min(self.done, self.total), self.total)
+
+
+async def _check_table(conn: asyncpg.Connection, name: str, rows: _Rows) -> list[Problem]:
+    table = TABLES.get(name)
+    if table is None:
+        return [Problem(None, name, None, None, "no digest definition for this ledger table")]
+    checker = RowChecker(table)
+    async for chunk in store.table_rows(conn, table):
+        checker.feed(chunk)
+        rows.add(len(chunk))
+    return checker.problems
+
+
+async def _check_links(
+    conn: asyncpg.Connection, checkpoint: Checkpoint | None, progress: Progress | None
+) -> ChainVerifier:
+    chain = ChainVerifier()
+    total_links, _ = await store.count_links(conn)
+    remember = checkpoint.seq if checkpoint is not None else None
+    async for link in store.links(conn):
+        chain.feed(link, remember=remember)
+        if progress is not None and (chain.links % 200 == 0 or chain.links == total_links):
+            progress("links", chain.links, total_links)
+    if checkpoint is not None:
+        chain.check_checkpoint(checkpoint)
+    return chain
+
+
+@contextlib.asynccontextmanager
+async def _helpers(
+    conn: asyncpg.Connection, connect: Connect | None, count: int
+) -> AsyncIterator[list[asyncpg.Connection]]:
+    """``count`` more connections in the snapshot of ``conn``'s transaction."""
+    if connect is None or count < 1:
+        yield []
+        return
+    snapshot = await store.export_snapshot(conn)
+    async with contextlib.AsyncExitStack() as stack:
+        helpers: list[asyncpg.Connection] = []
+        for _ in range(count):
+            helper = await connect()
+            stack.push_async_callback(helper.close)
+            tx = helper.transaction(isolation="repeatable_read", readonly=True)
+            await tx.start()
+            stack.push_async_callback(tx.rollback)
+            await store.join_snapshot(helper, snapshot)
+            await store.prepare_reading(helper)
+            helpers.append(helper)
+        yield helpers
+
+
 async def verify(
     conn: asyncpg.Connection,
     *,
     checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
+    connect: Connect | None = None,
+    parallel: int = 2,
 ) -> VerifyReport:
+    """Verify the whole ledger. ``connect`` opens further connections, so that up to
+    ``parallel`` tables (and the links) are read at once."""
     started = time.perf_counter()
-    chain = ChainVerifier()
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        await store.begin_snapshot(conn)
-        total_links, _ = await store.count_links(conn)
-        remember = checkpoint.seq if checkpoint is not None else None
-        async for link in store.links(conn):
-            chain.feed(link, remember=remember)
-            if progress is not None and (chain.links % 200 == 0 or chain.links == total_links):
-                progress("links", chain.links, total_links)
-        if checkpoint is not None:
-            chain.check_checkpoint(checkpoint)
-        problems = list(chain.problems)
+        await store.prepare_reading(conn)
         tables = await store.ledger_tables(conn)
-        for done, table in enumerate(tables, start=1):
-            problems.extend(await store.row_problems(conn, table))
-            if progress is not None:
-                progress("rows", done, len(tables))
-        problems.extend(await store.unsealed_entries(conn))
-    problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
+        counts = await store.table_entry_counts(conn)
+        async with _helpers(conn, connect, parallel - 1) as helpers:
+            rows = _Rows(sum(counts.values()), progress)
+            # The biggest tables first, so the connections finish together.
+            queue = sorted(tables, key=lambda t: -counts.get(t, 0))
+            problems: list[Problem] = []
+
+            async def work(c: asyncpg.Connection) -> None:
+                while queue:
+                    problems.extend(await _check_table(c, queue.pop(0), rows))
+
+            async def links_then_tables() -> ChainVerifier:
+                chain = await _check_links(conn, checkpoint, progress)
+                await work(conn)
+                return chain
+
+            links_task = asyncio.ensure_future(links_then_tables())
+            await asyncio.gather(links_task, *(work(h) for h in helpers))
+            chain = links_task.result()
+            problems.extend(chain.problems)
+            problems.extend(await store.unsealed_entries(conn))
+    problems.sort(key=_order)
     return VerifyReport(
         links=chain.links,
         entries=chain.entries,
@@ -75,4 +198,5 @@ async def verify(
         head=chain.head,
         problems=problems,
         seconds=time.perf_counter() - started,
+        rows=rows.done,
     )

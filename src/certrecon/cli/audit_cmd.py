@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from certrecon.cli.common import database, load_settings, run_async
+from certrecon.cli.common import database, databases, load_settings, run_async
 from certrecon.cli.output import cell, console, echo
 from certrecon.domain import CST
 
@@ -60,7 +60,7 @@ def _progress() -> Iterator[Progress | None]:
 
         def update(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
-                label = "links" if stage == "links" else "ledger tables"
+                label = "links" if stage == "links" else "ledger rows"
                 tasks[stage] = bar.add_task(f"verifying {label}", total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
@@ -84,6 +84,7 @@ def report_json(report: VerifyReport) -> dict[str, Any]:
         "intact": report.intact,
         "links": report.links,
         "entries": report.entries,
+        "rows": report.rows,
         "baseline_entries": report.baseline_entries,
         "head": None if head is None else {"seq": head.seq, "head_sha256": head.sha256.hex()},
         "first_bad": None if report.first is None else report.first.to_json(),
@@ -111,8 +112,8 @@ def verify_cmd(checkpoint_file: Path | None, as_json: bool) -> None:
     settings = load_settings()
 
     async def go(progress: Progress | None) -> VerifyReport:
-        async with database(settings) as conn:
-            return await verify(conn, checkpoint=checkpoint, progress=progress)
+        async with databases(settings) as (conn, connect):
+            return await verify(conn, checkpoint=checkpoint, progress=progress, connect=connect)
 
     with _progress() as progress:
         report = run_async(lambda: go(progress))

@@ -28,6 +28,16 @@ async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     Pending migrations are applied when this login may (the schema owner); a
     least-privilege login only checks that none is pending.
     """
+    async with databases(settings) as (conn, _):
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def databases(
+    settings: Settings,
+) -> AsyncIterator[tuple[asyncpg.Connection, Callable[[], Awaitable[asyncpg.Connection]]]]:
+    """Like :func:`database`, with a function that opens more connections to the same
+    database as the same login (the caller closes them)."""
     from certrecon.store.migrations import ensure_current
 
     dsn = settings.database_url
@@ -36,10 +46,15 @@ async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
             from certrecon.embedded.postgres import EmbeddedPostgres
 
             dsn = stack.enter_context(EmbeddedPostgres.under(settings.data_dir)).dsn
-        conn = await db.connect(dsn, password=settings.database_password)
+        address = dsn
+
+        async def connect() -> asyncpg.Connection:
+            return await db.connect(address, password=settings.database_password)
+
+        conn = await connect()
         try:
             await ensure_current(conn)
-            yield conn
+            yield conn, connect
         finally:
             await conn.close()
 

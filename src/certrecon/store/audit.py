@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from certrecon.audit.chain import Checkpoint, Link, Problem
+from certrecon.audit.digest import TableDigest
 from certrecon.store.db import Conn
 
 # Each link with its rows' count and digest computed again from ledger_entry.
@@ -41,21 +41,8 @@ LIMIT $1
 """
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerTable:
-    name: str
-    key_column: str
-    certification_column: str | None
-
-
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-async def begin_snapshot(conn: asyncpg.Connection) -> None:
-    """Inside the caller's transaction: digests are computed with TimeZone UTC, as the
-    database computed them when the rows were inserted."""
-    await conn.execute("SET LOCAL timezone = 'UTC'")
 
 
 async def count_links(conn: asyncpg.Connection) -> tuple[int, int]:
@@ -82,43 +69,70 @@ async def links(conn: asyncpg.Connection, prefetch: int = 500) -> AsyncIterator[
         )
 
 
-async def ledger_tables(conn: asyncpg.Connection) -> list[LedgerTable]:
-    rows = await conn.fetch(
-        "SELECT table_name, key_column, certification_column FROM ledger_table"
-        " WHERE chained ORDER BY table_name"
-    )
-    return [LedgerTable(r[0], r[1], r[2]) for r in rows]
+async def ledger_tables(conn: asyncpg.Connection) -> list[str]:
+    """The chained ledger tables, by name."""
+    rows = await conn.fetch("SELECT table_name FROM ledger_table WHERE chained ORDER BY 1")
+    return [r[0] for r in rows]
 
 
-async def row_problems(
-    conn: asyncpg.Connection, table: LedgerTable, limit: int = 100
-) -> list[Problem]:
-    """Rows whose content differs from the digest recorded when they were inserted, rows
-    recorded but gone, and rows no link covers (one hash join over the table)."""
-    t, k = _ident(table.name), _ident(table.key_column)
-    cert = f"t.{_ident(table.certification_column)}" if table.certification_column else "NULL"
-    query = f"""
-        SELECT COALESCE(e.key, t.{k}::text) AS key, l.seq,
-               COALESCE(e.certification_id, {cert}) AS certification_id,
-               CASE WHEN e.key IS NULL THEN 'not in any link'
-                    WHEN t.{k} IS NULL THEN 'recorded but missing'
-                    ELSE 'content differs from its recorded digest' END AS what
-        FROM (SELECT e.xid, k.key, k.certification_id, k.digest
-              FROM ledger_entry e,
-                   unnest(e.keys, e.certification_ids, e.digests)
-                       AS k(key, certification_id, digest)
+def rows_query(table: TableDigest) -> str:
+    """Every row of ``table`` beside the digest recorded for it (a full join by key, so a
+    row without a recorded digest and a recorded digest without its row both appear):
+    seq, key, certification_id, recorded digest, format, the row's key and certification_id,
+    and what to hash: ``record_send`` of its digest columns (format 2) or the database's
+    format 1 digest (rows recorded before format 2)."""
+    k = _ident(table.key)
+    cert = f"t.{_ident(table.certification)}" if table.certification else "NULL::text"
+    sent = ", ".join(f"t.{_ident(c)}" for c in table.column_names)
+    return f"""
+        SELECT e.seq, e.key, e.certification_id, e.digest, e.format,
+               t.{k}::text AS row_key, {cert} AS row_certification_id,
+               CASE WHEN e.format = 1 THEN ledger_digest($1, to_jsonb(t)) END AS old_digest,
+               CASE WHEN e.format IS DISTINCT FROM 1 AND t.{k} IS NOT NULL
+                    THEN record_send(ROW({sent})) END AS sent
+        FROM (SELECT l.seq, k.key, k.certification_id, k.digest, e.format
+              FROM ledger_entry e
+              LEFT JOIN ledger_link l ON l.xid = e.xid
+              CROSS JOIN LATERAL unnest(e.keys, e.certification_ids, e.digests)
+                  AS k(key, certification_id, digest)
               WHERE e.table_name = $1) e
-        FULL JOIN {t} t ON t.{k}::text = e.key
-        LEFT JOIN ledger_link l ON l.xid = e.xid
-        WHERE e.key IS NULL OR t.{k} IS NULL
-           OR e.digest IS DISTINCT FROM ledger_digest($1, to_jsonb(t))
-        ORDER BY l.seq NULLS LAST
-        LIMIT $2
-    """  # noqa: S608 - identifiers quoted; they come from the ledger_table registry
-    return [
-        Problem(r["seq"], table.name, r["certification_id"], r["key"], r["what"])
-        for r in await conn.fetch(query, table.name, limit)
-    ]
+        FULL JOIN {_ident(table.name)} t ON t.{k}::text = e.key
+    """  # noqa: S608 - identifiers quoted; they come from the digest definition
+
+
+async def table_rows(
+    conn: asyncpg.Connection, table: TableDigest, prefetch: int = 5000
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """:func:`rows_query`'s rows in chunks, streamed through a server-side cursor (in the
+    caller's transaction)."""
+    cursor = await conn.cursor(rows_query(table), table.name)
+    while chunk := await cursor.fetch(prefetch):
+        yield chunk
+
+
+async def prepare_reading(conn: asyncpg.Connection) -> None:
+    """Inside the caller's transaction: format 1 digests are computed with TimeZone UTC, as
+    the database computed them; the joins get memory to hash in."""
+    await conn.execute("SET LOCAL timezone = 'UTC'")
+    await conn.execute("SET LOCAL work_mem = '256MB'")
+
+
+async def export_snapshot(conn: asyncpg.Connection) -> str:
+    """The snapshot of the caller's REPEATABLE READ transaction, for other connections."""
+    return str(await conn.fetchval("SELECT pg_export_snapshot()"))
+
+
+async def join_snapshot(conn: asyncpg.Connection, snapshot: str) -> None:
+    """As the first statement of a REPEATABLE READ transaction: see exactly ``snapshot``."""
+    await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot.replace(chr(39), '')}'")
+
+
+async def table_entry_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Rows recorded per table (for progress)."""
+    rows = await conn.fetch(
+        "SELECT table_name, sum(cardinality(keys))::bigint FROM ledger_entry GROUP BY 1"
+    )
+    return {r[0]: int(r[1]) for r in rows}
 
 
 async def unsealed_entries(conn: asyncpg.Connection, limit: int = 100) -> list[Problem]:

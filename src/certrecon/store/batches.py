@@ -1,7 +1,9 @@
 """The worker's batch writes: certifications, decisions, review items and stored offsets.
 
 Each call is one statement over arrays (``unnest``), so a batch costs a handful of round
-trips whatever its size. Callers hold the transaction.
+trips whatever its size; the rows' ledger digests are computed here from the values
+inserted and recorded with them (:mod:`certrecon.store.ledger`). Callers hold the
+transaction.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from certrecon.store import ledger
 from certrecon.store.db import Conn
 
 _INSERT_CERTIFICATIONS = """
@@ -38,6 +41,7 @@ SELECT c, o, r, re, ru, v, e::jsonb, rv, $9
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::bigint[])
     AS t(c, o, r, re, ru, v, e, rv)
+RETURNING certification_id, evidence::text
 """
 
 _INSERT_REVIEW_ITEMS = """
@@ -55,9 +59,14 @@ ON CONFLICT (group_id, topic, kafka_partition) DO UPDATE
 
 
 async def insert_certifications(conn: Conn, columns: Sequence[Sequence[Any]]) -> set[str]:
-    """Insert certifications given column-wise; return the ids inserted now (an id already
-    stored is left as it is)."""
-    return {r["certification_id"] for r in await conn.fetch(_INSERT_CERTIFICATIONS, *columns)}
+    """Insert certifications given column-wise (in the order of their digest columns);
+    return the ids inserted now (an id already stored is left as it is)."""
+    inserted = {r[0] for r in await conn.fetch(_INSERT_CERTIFICATIONS, *columns)}
+    if len(inserted) < len(columns[0]):
+        keep = [i for i, c in enumerate(columns[0]) if c in inserted]
+        columns = [[col[i] for i in keep] for col in columns]
+    await ledger.record_columns(conn, "certification", columns)
+    return inserted
 
 
 async def stored_digests(conn: Conn, certification_ids: Sequence[str]) -> dict[str, bytes]:
@@ -71,7 +80,16 @@ async def insert_decisions(
 ) -> None:
     """Insert decisions given column-wise: id, outcome, review reason, reason, rule, rule
     version, evidence (JSON text), roster version."""
-    await conn.execute(_INSERT_DECISIONS, *columns, decided_at)
+    # The evidence is digested as the database stores it (jsonb's canonical text).
+    returned = await conn.fetch(_INSERT_DECISIONS, *columns, decided_at)
+    canonical = {r[0]: r[1] for r in returned}
+    ids, outcome, review, reason, rule, version, _, roster = columns
+    stored = [canonical[c] for c in ids]
+    await ledger.record_columns(
+        conn,
+        "decision",
+        [ids, outcome, review, reason, rule, version, stored, [decided_at] * len(ids), roster],
+    )
 
 
 async def insert_review_items(
@@ -79,9 +97,9 @@ async def insert_review_items(
 ) -> None:
     """Queue (certification_id, reason) pairs for staff review."""
     if items:
-        await conn.execute(
-            _INSERT_REVIEW_ITEMS, [c for c, _ in items], [r for _, r in items], queued_at
-        )
+        ids, reasons = [c for c, _ in items], [r for _, r in items]
+        await conn.execute(_INSERT_REVIEW_ITEMS, ids, reasons, queued_at)
+        await ledger.record_columns(conn, "review_item", [ids, reasons, [queued_at] * len(ids)])
 
 
 async def store_offsets(

@@ -17,6 +17,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from certrecon.store import ledger
 from certrecon.store.db import Conn
 
 CURSOR = "outbox"
@@ -45,24 +46,29 @@ WHERE name = $1
 
 # The first acknowledged result of a certification is its return; later revisions are
 # corrections and do not move it. The CTE's insert is not visible to the NOT EXISTS, which
-# therefore sees the acknowledgements recorded before this one.
+# therefore sees the acknowledgements recorded before this one. Every acknowledgement
+# inserted is returned (for its ledger digest), with its certification's return if it is one.
 _ACK = """
 WITH acked AS (
     INSERT INTO outbox_ack (message_id, acked_at)
     SELECT unnest($1::text[]), $2
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id
+), returned AS (
+    SELECT DISTINCT ON (r.certification_id)
+           r.result_id, c.channel, r.outcome, $2 < d.deadline AS on_time
+    FROM acked a
+    JOIN result r ON r.result_id = a.message_id
+    JOIN certification c ON c.certification_id = r.certification_id
+    JOIN certification_deadline d ON d.certification_id = r.certification_id
+    WHERE NOT EXISTS (
+        SELECT 1 FROM result e JOIN outbox_ack k ON k.message_id = e.result_id
+        WHERE e.certification_id = r.certification_id
+    )
+    ORDER BY r.certification_id, r.revision
 )
-SELECT DISTINCT ON (r.certification_id) c.channel, r.outcome, $2 < d.deadline AS on_time
-FROM acked a
-JOIN result r ON r.result_id = a.message_id
-JOIN certification c ON c.certification_id = r.certification_id
-JOIN certification_deadline d ON d.certification_id = r.certification_id
-WHERE NOT EXISTS (
-    SELECT 1 FROM result e JOIN outbox_ack k ON k.message_id = e.result_id
-    WHERE e.certification_id = r.certification_id
-)
-ORDER BY r.certification_id, r.revision
+SELECT a.message_id, t.channel, t.outcome, t.on_time
+FROM acked a LEFT JOIN returned t ON t.result_id = a.message_id
 """
 
 
@@ -118,7 +124,11 @@ async def record_acks(
     if not message_ids:
         return []
     rows = await conn.fetch(_ACK, list(message_ids), acked_at)
-    return [(r["channel"], r["outcome"], bool(r["on_time"])) for r in rows]
+    acked = [r["message_id"] for r in rows]
+    await ledger.record_columns(conn, "outbox_ack", [acked, [acked_at] * len(acked)])
+    return [
+        (r["channel"], r["outcome"], bool(r["on_time"])) for r in rows if r["channel"] is not None
+    ]
 
 
 async def advance(conn: Conn, to: Position) -> None:

@@ -10,12 +10,14 @@ from typing import Any
 
 from certrecon.domain import Channel, Outcome
 from certrecon.results import ResultMessage
+from certrecon.store import ledger
 from certrecon.store.db import Conn
 
 INSERT_OUTBOX = """
 INSERT INTO outbox (message_id, kind, topic, key, payload)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[])
 ON CONFLICT (message_id) DO NOTHING
+RETURNING message_id
 """
 
 # The published bytes are stored once, in the outbox row whose message_id is the result_id.
@@ -98,13 +100,25 @@ async def enqueue(conn: Conn, messages: Sequence[OutboxMessage]) -> None:
     """Add messages to the outbox; a message_id already there is left as it is."""
     if not messages:
         return
-    await conn.execute(
-        INSERT_OUTBOX,
-        [m.message_id for m in messages],
-        [m.kind for m in messages],
-        [m.topic for m in messages],
-        [m.key for m in messages],
-        [m.payload for m in messages],
+    inserted = {
+        r[0]
+        for r in await conn.fetch(
+            INSERT_OUTBOX,
+            [m.message_id for m in messages],
+            [m.kind for m in messages],
+            [m.topic for m in messages],
+            [m.key for m in messages],
+            [m.payload for m in messages],
+        )
+    }
+    await ledger.record_rows(
+        conn,
+        "outbox",
+        [
+            (m.message_id, m.kind, m.topic, m.key, m.payload)
+            for m in messages
+            if m.message_id in inserted
+        ],
     )
 
 
@@ -139,6 +153,7 @@ async def _record_prepared(
         [r.note for r in results],
     ]
     await conn.execute(_INSERT_RESULTS, *columns)
+    await ledger.record_columns(conn, "result", [*columns, [None] * len(results)])
     await enqueue(
         conn,
         [
@@ -153,6 +168,7 @@ _INSERT_FAILURES = """
 INSERT INTO outbox_failure (message_id, reason, failed_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
 ON CONFLICT (message_id) DO NOTHING
+RETURNING message_id, reason, failed_at
 """
 
 MAX_FAILURE_REASON = 500
@@ -175,9 +191,10 @@ async def record_outbox_failures(
     """Record refused messages, in the caller's transaction (a fact added, nothing changed)."""
     if not failures:
         return
-    await conn.execute(
+    inserted = await conn.fetch(
         _INSERT_FAILURES,
         [f.message_id for f in failures],
         [f.reason[:MAX_FAILURE_REASON] or "refused" for f in failures],
         [at] * len(failures),
     )
+    await ledger.record_rows(conn, "outbox_failure", [tuple(r) for r in inserted])

@@ -1,0 +1,56 @@
+"""Recording ledger rows' digests with the rows, in the writer's transaction.
+
+The writer computes the digests of what it inserts (:mod:`certrecon.audit.digest`) and
+records them here, one ``ledger_entry`` per table and statement; at commit the database
+seals the transaction's entries into one link of the chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from certrecon.audit.digest import FORMAT, TABLES, column_digests
+from certrecon.store.db import Conn
+
+_INSERT_ENTRY = """
+INSERT INTO ledger_entry (table_name, keys, certification_ids, digests, format)
+VALUES ($1, $2::text[], $3::text[], $4::bytea[], $5)
+"""
+
+
+async def record_digests(
+    conn: Conn,
+    table: str,
+    keys: Sequence[str],
+    certification_ids: Sequence[str | None],
+    digests: Sequence[bytes],
+) -> None:
+    """Record the digests of rows just inserted into ``table`` (nothing when empty)."""
+    if not keys:
+        return
+    await conn.execute(
+        _INSERT_ENTRY, table, list(keys), list(certification_ids), list(digests), FORMAT
+    )
+
+
+async def record_columns(conn: Conn, table: str, columns: Sequence[Sequence[Any]]) -> None:
+    """Record the digests of rows just inserted into ``table``, given column-wise in the
+    order of the table's digest columns."""
+    spec = TABLES[table]
+    if not columns or not columns[0]:
+        return
+    names = spec.column_names
+    keys = columns[names.index(spec.key)]
+    certs: Sequence[str | None] = (
+        columns[names.index(spec.certification)]
+        if spec.certification is not None
+        else [None] * len(keys)
+    )
+    await record_digests(conn, table, [str(k) for k in keys], certs, column_digests(spec, columns))
+
+
+async def record_rows(conn: Conn, table: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Like :func:`record_columns`, with rows given one by one (low-volume writers)."""
+    if rows:
+        await record_columns(conn, table, [list(c) for c in zip(*rows, strict=True)])
