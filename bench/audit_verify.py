@@ -2,12 +2,14 @@
 
     python bench/audit_verify.py [--certifications 1000000] [--per-transaction 2000]
 
-Builds the ledger server-side, in transactions the size of worker batches, so the chain is
-made by the database's own commit-time triggers: per certification its inbound record
-(about 330 bytes), the decision, the result, the result's outbox message and, in the next
-transaction, the broker's acknowledgement. Then it runs ``certrecon audit verify --json``
-as a separate process and prints the rows verified per second and the process's peak RSS
-(goal: under 60 s and 300 MB for a million certifications).
+Builds the ledger server-side, in transactions the size of worker batches, each recording
+its rows' digests as the worker does (computed here by PostgreSQL from the same binary row
+encoding, which is faster to build) and sealed by the database's commit-time trigger: per
+certification its inbound record (about 330 bytes), the decision, the result, the
+result's outbox message and, in the next transaction, the broker's acknowledgement. Then it
+runs ``certrecon audit verify --json`` as a separate process, which hashes every row in
+Python, and prints the rows verified per second and the process's peak RSS (goal: under
+60 s and 300 MB for a million certifications).
 
 Uses CERTRECON_DATABASE_URL's server when set, else an embedded PostgreSQL in a temporary
 directory.
@@ -31,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from certrecon.audit.digest import FORMAT, TABLES  # noqa: E402
 from certrecon.embedded.postgres import EmbeddedPostgres  # noqa: E402
 from certrecon.store import db  # noqa: E402
 from certrecon.store.migrations import migrate  # noqa: E402
@@ -80,6 +83,37 @@ FROM generate_series($1::bigint, $2::bigint) AS i
 """
 
 
+def _entry(table: str, where: str) -> str:
+    """The ledger entry of the rows of ``table`` that ``where`` selects."""
+    spec = TABLES[table]
+    sent = ", ".join(f"t.{c}" for c in spec.column_names)
+    cert = f"t.{spec.certification}" if spec.certification else "NULL::text"
+    return f"""
+        INSERT INTO ledger_entry (table_name, keys, certification_ids, digests, format)
+        SELECT '{table}', array_agg(t.{spec.key}::text), array_agg({cert}),
+               array_agg(sha256('\\x{spec.prefix.hex()}'::bytea || record_send(ROW({sent})))),
+               {FORMAT}
+        FROM {table} t WHERE {where}
+    """
+
+
+_RANGE = (
+    "t.{column} BETWEEN 'A' || lpad($1::bigint::text, 9, '0')"
+    " AND 'A' || lpad($2::bigint::text, 9, '0')"
+)
+_SUFFIXED = (
+    "t.{column} BETWEEN 'A' || lpad($1::bigint::text, 9, '0') || ':1'"
+    " AND 'A' || lpad($2::bigint::text, 9, '0') || ':1'"
+)
+_BATCH_ENTRIES = [
+    _entry("certification", _RANGE.format(column="certification_id")),
+    _entry("decision", _RANGE.format(column="certification_id")),
+    _entry("result", _SUFFIXED.format(column="result_id")),
+    _entry("outbox", _SUFFIXED.format(column="message_id")),
+]
+_ACK_ENTRY = _entry("outbox_ack", _SUFFIXED.format(column="message_id"))
+
+
 async def build(dsn: str, total: int, per: int) -> None:
     conn = await db.connect(dsn)
     try:
@@ -89,8 +123,11 @@ async def build(dsn: str, total: int, per: int) -> None:
             last = min(total, first + per) - 1
             async with conn.transaction():
                 await conn.execute(_BATCH, first, last)
+                for entry in _BATCH_ENTRIES:
+                    await conn.execute(entry, first, last)
             async with conn.transaction():
                 await conn.execute(_ACKS, first, last)
+                await conn.execute(_ACK_ENTRY, first, last)
             if first // per % 50 == 0:
                 print(f"  {last + 1:,} certifications written", file=sys.stderr)
         await conn.execute("VACUUM ANALYZE")
@@ -127,6 +164,8 @@ def run_verify(dsn: str) -> None:
     report = json.loads(done.stdout)
     rows = report["entries"]
     print(f"verify: intact={report['intact']}, {rows:,} rows in {report['links']:,} links")
+    if not report["intact"]:
+        print(json.dumps(report["first_bad"], ensure_ascii=False), file=sys.stderr)
     print(f"verify: {seconds:.1f} s, {rows / seconds:,.0f} rows/s, peak RSS {peak_mb:.0f} MB")
 
 

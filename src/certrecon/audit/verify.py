@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 import asyncpg
 
 from certrecon.audit.chain import ChainVerifier, Checkpoint, Link, Problem, first_problem
-from certrecon.audit.digest import TABLES, TableDigest, digest_encoded
+from certrecon.audit.digest import FORMAT, TABLES, TableDigest, digest_encoded
 from certrecon.store import audit as store
 
 Progress = Callable[[str, int, int], None]
@@ -47,14 +48,17 @@ class RowChecker:
         self.problems: list[Problem] = []
 
     def feed(self, rows: Iterable[Sequence[Any] | asyncpg.Record]) -> None:
-        table, name = self.table, self.table.name
+        table, name, prefix = self.table, self.table.name, self.table.prefix
+        sha256 = hashlib.sha256
         found: list[Problem] = []
         n = 0
-        for seq, key, cert, digest, fmt, row_key, row_cert, old_digest, sent in rows:
+        for seq, key, cert, digest, fmt, old_digest, sent, row_key, row_cert in rows:
             n += 1
+            if sent is not None and fmt == FORMAT and sha256(prefix + sent).digest() == digest:
+                continue
             if key is None:
                 found.append(Problem(None, name, row_cert, row_key, "not in any link"))
-            elif row_key is None:
+            elif sent is None and old_digest is None:
                 found.append(Problem(seq, name, cert, key, "recorded but missing"))
             elif (old_digest if fmt == 1 else digest_encoded(table, sent)) != digest:
                 found.append(
@@ -106,12 +110,20 @@ class _Rows:
             self.progress("rows", min(self.done, self.total), self.total)
 
 
-async def _check_table(conn: asyncpg.Connection, name: str, rows: _Rows) -> list[Problem]:
+_Job = tuple[str, int, int]
+"""(table, part, parts)."""
+
+SPLIT_ROWS = 100_000
+"""A table with more rows than this is read in parts, one per connection."""
+
+
+async def _check_table(conn: asyncpg.Connection, job: _Job, rows: _Rows) -> list[Problem]:
+    name, part, parts = job
     table = TABLES.get(name)
     if table is None:
         return [Problem(None, name, None, None, "no digest definition for this ledger table")]
     checker = RowChecker(table)
-    async for chunk in store.table_rows(conn, table):
+    async for chunk in store.table_rows(conn, table, part, parts):
         checker.feed(chunk)
         rows.add(len(chunk))
     return checker.problems
@@ -161,7 +173,7 @@ async def verify(
     checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
     connect: Connect | None = None,
-    parallel: int = 2,
+    parallel: int = 3,
 ) -> VerifyReport:
     """Verify the whole ledger. ``connect`` opens further connections, so that up to
     ``parallel`` tables (and the links) are read at once."""
@@ -172,8 +184,13 @@ async def verify(
         counts = await store.table_entry_counts(conn)
         async with _helpers(conn, connect, parallel - 1) as helpers:
             rows = _Rows(sum(counts.values()), progress)
-            # The biggest tables first, so the connections finish together.
-            queue = sorted(tables, key=lambda t: -counts.get(t, 0))
+            width = 1 + len(helpers)
+            jobs: list[_Job] = []
+            for t in tables:
+                parts = width if counts.get(t, 0) > SPLIT_ROWS else 1
+                jobs.extend((t, part, parts) for part in range(parts))
+            # The biggest parts first, so that the connections finish together.
+            queue = sorted(jobs, key=lambda j: -counts.get(j[0], 0) / j[2])
             problems: list[Problem] = []
 
             async def work(c: asyncpg.Connection) -> None:

@@ -75,37 +75,66 @@ async def ledger_tables(conn: asyncpg.Connection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def rows_query(table: TableDigest) -> str:
+def rows_query(table: TableDigest, part: int = 0, parts: int = 1, *, format_1: bool = False) -> str:
     """Every row of ``table`` beside the digest recorded for it (a full join by key, so a
     row without a recorded digest and a recorded digest without its row both appear):
-    seq, key, certification_id, recorded digest, format, the row's key and certification_id,
-    and what to hash: ``record_send`` of its digest columns (format 2) or the database's
-    format 1 digest (rows recorded before format 2)."""
+    seq, key, certification_id, recorded digest, format, what to hash (``record_send`` of
+    the digest columns, format 2) or the database's format 1 digest (rows recorded before
+    format 2), and the row's own key and certification_id when no digest names it.
+
+    With ``parts`` > 1, only the keys whose hash falls in ``part``: the parts of a table
+    can be read on several connections at once. ``format_1``: the table has rows recorded
+    before format 2 (each row then travels whole through the join, to be digested the old
+    way when its entry says so).
+    """
     k = _ident(table.key)
-    cert = f"t.{_ident(table.certification)}" if table.certification else "NULL::text"
-    sent = ", ".join(f"t.{_ident(c)}" for c in table.column_names)
+    cert = f"r.{_ident(table.certification)}" if table.certification else "NULL::text"
+    sent = ", ".join(f"r.{_ident(c)}" for c in table.column_names)
+    old = "ledger_digest($1, to_jsonb(t.whole))" if format_1 else "NULL::bytea"
+    whole = ", r AS whole" if format_1 else ""
+    if parts > 1:
+        mine = f"(hashtext(%s) & 2147483647) % {int(parts)} = {int(part)}"
+        row_filter = "WHERE " + mine % f"r.{k}::text"
+        entry_filter = "AND " + mine % "k.key"
+    else:
+        row_filter = entry_filter = ""
     return f"""
         SELECT e.seq, e.key, e.certification_id, e.digest, e.format,
-               t.{k}::text AS row_key, {cert} AS row_certification_id,
-               CASE WHEN e.format = 1 THEN ledger_digest($1, to_jsonb(t)) END AS old_digest,
-               CASE WHEN e.format IS DISTINCT FROM 1 AND t.{k} IS NOT NULL
-                    THEN record_send(ROW({sent})) END AS sent
+               CASE WHEN e.format = 1 THEN {old} END AS old_digest,
+               CASE WHEN e.format IS DISTINCT FROM 1 THEN t.sent END AS sent,
+               CASE WHEN e.key IS NULL THEN t.row_key END AS row_key,
+               CASE WHEN e.key IS NULL THEN t.row_certification_id END
+                   AS row_certification_id
         FROM (SELECT l.seq, k.key, k.certification_id, k.digest, e.format
               FROM ledger_entry e
               LEFT JOIN ledger_link l ON l.xid = e.xid
               CROSS JOIN LATERAL unnest(e.keys, e.certification_ids, e.digests)
                   AS k(key, certification_id, digest)
-              WHERE e.table_name = $1) e
-        FULL JOIN {_ident(table.name)} t ON t.{k}::text = e.key
+              WHERE e.table_name = $1 {entry_filter}) e
+        FULL JOIN (SELECT r.{k}::text AS row_key, {cert} AS row_certification_id,
+                          record_send(ROW({sent})) AS sent{whole}
+                   FROM {_ident(table.name)} r {row_filter}) t
+            ON t.row_key = e.key
     """  # noqa: S608 - identifiers quoted; they come from the digest definition
 
 
 async def table_rows(
-    conn: asyncpg.Connection, table: TableDigest, prefetch: int = 5000
+    conn: asyncpg.Connection,
+    table: TableDigest,
+    part: int = 0,
+    parts: int = 1,
+    prefetch: int = 5000,
 ) -> AsyncIterator[list[asyncpg.Record]]:
     """:func:`rows_query`'s rows in chunks, streamed through a server-side cursor (in the
     caller's transaction)."""
-    cursor = await conn.cursor(rows_query(table), table.name)
+    format_1 = bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM ledger_entry WHERE table_name = $1 AND format = 1)",
+            table.name,
+        )
+    )
+    query = rows_query(table, part, parts, format_1=format_1)
+    cursor = await conn.cursor(query, table.name)
     while chunk := await cursor.fetch(prefetch):
         yield chunk
 

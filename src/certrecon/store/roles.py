@@ -87,6 +87,7 @@ RIGHTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
             "calendar_publication_event",
             "consumer_offset",
             "monitor_run",
+            "ledger_entry",
         ),
         "UPDATE": ("consumer_offset", "monitor_run", "relay_cursor"),
     },
@@ -113,7 +114,8 @@ RIGHTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
             "roster",
             "ledger_link",
         ),
-        "INSERT": ("result", "outbox", "staff_decision"),
+        # ledger_entry: the writers record the digests of the rows they insert.
+        "INSERT": ("result", "outbox", "staff_decision", "ledger_entry"),
     },
     AUDITOR: {"SELECT": _EVERYTHING},
 }
