@@ -93,3 +93,51 @@ DROP TRIGGER ledger_capture ON review_item;
 DROP TRIGGER ledger_capture ON outbox;
 DROP TRIGGER ledger_capture ON outbox_ack;
 DROP TRIGGER ledger_capture ON outbox_failure;
+
+-- Digests and keys do not compress: their arrays are stored out of line as they are.
+ALTER TABLE ledger_entry ALTER COLUMN digests SET STORAGE EXTERNAL;
+
+------------------------------------------------------------------------------------------
+-- The projection of certifications waiting for a result, from the entries alone
+------------------------------------------------------------------------------------------
+
+-- At commit, per statement that stored certifications: those without a result wait for one.
+-- A certification's first result is written in the transaction that stores it or later, so
+-- the results this transaction recorded (its result entries, already in memory) rule out
+-- nearly all of a worker batch before any row is looked up.
+CREATE OR REPLACE FUNCTION pending_on_certification() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO pending_certification
+    SELECT c.certification_id, c.channel, c.local_date, d.due_date, d.deadline, d.provisional
+    FROM (SELECT k FROM unnest(NEW.keys) AS k
+          EXCEPT
+          SELECT unnest(e.certification_ids) FROM ledger_entry e
+          WHERE e.xid = NEW.xid AND e.table_name = 'result') AS w(certification_id)
+    JOIN certification c ON c.certification_id = w.certification_id
+    JOIN certification_deadline d ON d.certification_id = w.certification_id
+    WHERE NOT EXISTS (SELECT 1 FROM result r WHERE r.certification_id = w.certification_id)
+    ON CONFLICT (certification_id) DO NOTHING;
+    RETURN NULL;
+END $$;
+
+-- A result ends the wait, read from its entry at commit instead of a transition table of
+-- every result row (which the worker's batches would fill for nothing).
+DROP TRIGGER pending_on_result ON result;
+DROP FUNCTION pending_on_result();
+
+CREATE FUNCTION pending_on_result_entry() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    DELETE FROM pending_certification p
+    WHERE p.certification_id = ANY (NEW.certification_ids);
+    RETURN NULL;
+END $$;
+
+-- Named after pending_on_certification, so at commit it runs after it for one transaction's
+-- entries (triggers on one event fire in name order; entries in insertion order).
+CREATE CONSTRAINT TRIGGER pending_on_result_entry AFTER INSERT ON ledger_entry
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (NEW.table_name = 'result')
+    EXECUTE FUNCTION pending_on_result_entry();
+ALTER TABLE ledger_entry ENABLE ALWAYS TRIGGER pending_on_result_entry;

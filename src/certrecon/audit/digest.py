@@ -34,7 +34,6 @@ FORMAT = 2
 
 _PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _PG_EPOCH_DAY = dt.date(2000, 1, 1).toordinal()
-_MICROSECOND = dt.timedelta(microseconds=1)
 _INT4 = struct.Struct(">i")
 _INT8 = struct.Struct(">q")
 _UINT8 = struct.Struct(">Q")
@@ -60,7 +59,8 @@ def _bool(v: Any) -> bytes:
 def _timestamptz(v: Any) -> bytes:
     if not isinstance(v, dt.datetime) or v.utcoffset() is None:
         raise ValueError("a timestamptz digest needs a timezone-aware datetime")
-    return _INT8.pack((v - _PG_EPOCH) // _MICROSECOND)
+    since = v - _PG_EPOCH
+    return _INT8.pack(since.days * 86_400_000_000 + since.seconds * 1_000_000 + since.microseconds)
 
 
 def _date(v: Any) -> bytes:
