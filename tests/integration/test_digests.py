@@ -9,7 +9,7 @@ import asyncpg
 
 from certrecon.audit.digest import FORMAT, TABLES, row_digest
 from certrecon.audit.verify import verify
-from certrecon.store import batches
+from certrecon.store import batches, ledger
 from tests.integration.ledger_support import one_of_everything
 from tests.integration.sla_support import add_certification, cst, return_result
 
@@ -140,3 +140,15 @@ async def test_awkward_values_digest_alike(conn: asyncpg.Connection) -> None:
     assert row_digest("review_item", list(stored.values())) == await conn.fetchval(
         "SELECT digests[1] FROM ledger_entry WHERE table_name = 'review_item'"
     )
+
+
+async def test_entries_keep_any_key_exactly(conn: asyncpg.Connection) -> None:
+    keys = ['a"b', "c\\d", "e,f", "{g}", " h ", "NULL", "", "名\n"]
+    digests = [bytes([i]) * 32 for i in range(len(keys))]
+    async with conn.transaction():
+        await ledger.record_digests(conn, "outbox_ack", keys, [None, *keys[1:]], digests)
+    row = await conn.fetchrow("SELECT keys, certification_ids, digests FROM ledger_entry")
+    assert row is not None
+    assert row["keys"] == keys
+    assert row["certification_ids"] == [None, *keys[1:]]
+    assert [bytes(d) for d in row["digests"]] == digests

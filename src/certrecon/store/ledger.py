@@ -13,10 +13,26 @@ from typing import Any
 from certrecon.audit.digest import FORMAT, TABLES, column_digests
 from certrecon.store.db import Conn
 
+DIGEST_SIZE = 32
+
+# The arrays travel as one array literal each and the digests as one concatenation: a
+# batch's entry is three parameters, not three lists encoded element by element.
 _INSERT_ENTRY = """
 INSERT INTO ledger_entry (table_name, keys, certification_ids, digests, format)
-VALUES ($1, $2::text[], $3::text[], $4::bytea[], $5)
+VALUES ($1, $2::text::text[], $3::text::text[],
+        ARRAY(SELECT substring($4::bytea FROM i * 32 + 1 FOR 32)
+              FROM generate_series(0, length($4::bytea) / 32 - 1) AS i ORDER BY i),
+        $5)
 """
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def array_literal(values: Sequence[str | None]) -> str:
+    """A PostgreSQL text array literal of ``values`` (each quoted, so any text is safe)."""
+    return "{" + ",".join("NULL" if v is None else _quoted(v) for v in values) + "}"
 
 
 async def record_digests(
@@ -29,9 +45,11 @@ async def record_digests(
     """Record the digests of rows just inserted into ``table`` (nothing when empty)."""
     if not keys:
         return
-    await conn.execute(
-        _INSERT_ENTRY, table, list(keys), list(certification_ids), list(digests), FORMAT
-    )
+    if any(len(d) != DIGEST_SIZE for d in digests) or len(digests) != len(keys):
+        raise ValueError("one SHA-256 digest per key")
+    key_list = array_literal(keys)
+    certs = key_list if certification_ids is keys else array_literal(certification_ids)
+    await conn.execute(_INSERT_ENTRY, table, key_list, certs, b"".join(digests), FORMAT)
 
 
 async def record_columns(conn: Conn, table: str, columns: Sequence[Sequence[Any]]) -> None:
