@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import asyncpg
@@ -16,6 +17,7 @@ from certrecon.cli import cli
 from certrecon.cli.commands import register
 from certrecon.store import db
 from certrecon.store.audit import head, links_covering
+from certrecon.store.migrations import load_migrations, migrate
 from tests.integration.ledger_support import one_of_everything
 from tests.integration.sla_support import add_certification, chained, cst, return_result
 
@@ -243,3 +245,58 @@ def test_the_verify_command_exit_codes_and_output(
     assert told["inbound"]["bytes_sha256"] == told["inbound"]["bytes_sha256_recorded"]
     assert runner.invoke(cli, ["audit", "show", "T1"]).exit_code == 0
     assert runner.invoke(cli, ["audit", "show", "NOPE"]).exit_code == 2
+
+
+async def test_rows_digested_before_the_binary_encoding_stay_verifiable(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """A ledger begun under sql/0004 (digests over to_jsonb) migrates: its rows verify as
+    recorded, new rows verify by the stored bytes, and an edit of an old row is caught."""
+    sql = Path(__file__).parents[2] / "sql"
+    migrations = load_migrations()
+    for m in migrations:
+        if m.name <= "0004_ledger":
+            shutil.copy(sql / f"{m.name}.sql", tmp_path)
+    conn = await db.connect(empty_database)
+    try:
+        await migrate(conn, tmp_path)
+        for cid, outcome in (("O1", "qualified"), ("O2", "not_in_scope")):
+            await conn.execute(
+                """
+                INSERT INTO certification (
+                    certification_id, channel, topic, kafka_partition, kafka_offset, valid,
+                    local_date, due_date, deadline, provisional, content_sha256, raw,
+                    received_at)
+                VALUES ($1, '12333', 't', 0, 0, true, '2024-06-03', '2024-06-11',
+                        '2024-06-11 16:00+00', false, '\\x00', '{}', now())
+                """,
+                cid,
+            )
+            await conn.execute(
+                """
+                INSERT INTO decision (certification_id, outcome, reason, rule, rule_version,
+                                      evidence, decided_at)
+                VALUES ($1, $2, 'r', 'rules', 'test', '{"b": 1, "a": 2}', now())
+                """,
+                cid,
+                outcome,
+            )
+        for m in migrations:
+            shutil.copy(sql / f"{m.name}.sql", tmp_path)
+        await migrate(conn, tmp_path)
+        assert await conn.fetchval("SELECT count(*) FROM ledger_entry WHERE format = 1") == 4
+        await ledger(conn)
+        assert await conn.fetchval("SELECT count(*) FROM ledger_entry WHERE format = 2") > 4
+        assert (await verify(conn)).intact
+        expected = await seq_of(conn, "decision", "O2")
+        await tamper(
+            conn,
+            "decision",
+            "UPDATE decision SET outcome = 'qualified' WHERE certification_id='O2'",
+        )
+        first = (await verify(conn)).first
+        assert first is not None
+        assert (first.seq, first.table, first.certification_id) == (expected, "decision", "O2")
+        assert "differs" in first.what
+    finally:
+        await conn.close()
