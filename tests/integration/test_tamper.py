@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from click.testing import CliRunner
 
+from certrecon.audit import verify as verify_module
 from certrecon.audit.chain import Checkpoint
 from certrecon.audit.verify import verify
 from certrecon.cli import cli
@@ -298,5 +299,41 @@ async def test_rows_digested_before_the_binary_encoding_stay_verifiable(
         assert first is not None
         assert (first.seq, first.table, first.certification_id) == (expected, "decision", "O2")
         assert "differs" in first.what
+    finally:
+        await conn.close()
+
+
+async def test_tables_read_in_parts_on_several_connections_find_the_same(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify_module, "SPLIT_ROWS", 0)  # every table in parts
+    conn = await db.connect(fresh_database)
+    try:
+        await ledger(conn)
+
+        async def connect() -> asyncpg.Connection:
+            return await db.connect(fresh_database)
+
+        intact = await verify(conn, connect=connect, parallel=3)
+        assert intact.intact, intact.problems
+        assert intact.rows == await conn.fetchval("SELECT sum(cardinality(keys)) FROM ledger_entry")
+        expected = await seq_of(conn, "decision", "T2")
+        await tamper(
+            conn,
+            "decision",
+            "UPDATE decision SET outcome = 'qualified' WHERE certification_id='T2'",
+        )
+        await tamper(conn, "result", "DELETE FROM result WHERE result_id = 'T3:1'")
+        report = await verify(conn, connect=connect, parallel=3)
+        assert report.first is not None
+        assert (report.first.seq, report.first.table, report.first.certification_id) == (
+            expected,
+            "decision",
+            "T2",
+        )
+        assert {(p.table, p.what) for p in report.problems} == {
+            ("decision", "content differs from its recorded digest"),
+            ("result", "recorded but missing"),
+        }
     finally:
         await conn.close()

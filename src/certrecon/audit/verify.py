@@ -202,8 +202,11 @@ async def verify(
                 await work(conn)
                 return chain
 
-            links_task = asyncio.ensure_future(links_then_tables())
-            await asyncio.gather(links_task, *(work(h) for h in helpers))
+            # A failure on one connection cancels the others before the snapshot closes.
+            async with asyncio.TaskGroup() as group:
+                links_task = group.create_task(links_then_tables(), name="verify-links")
+                for i, helper in enumerate(helpers, start=1):
+                    group.create_task(work(helper), name=f"verify-rows-{i}")
             chain = links_task.result()
             problems.extend(chain.problems)
             problems.extend(await store.unsealed_entries(conn))

@@ -93,9 +93,9 @@ def rows_query(table: TableDigest, part: int = 0, parts: int = 1, *, format_1: b
     old = "ledger_digest($1, to_jsonb(t.whole))" if format_1 else "NULL::bytea"
     whole = ", r AS whole" if format_1 else ""
     if parts > 1:
-        mine = f"(hashtext(%s) & 2147483647) % {int(parts)} = {int(part)}"
-        row_filter = "WHERE " + mine % f"r.{k}::text"
-        entry_filter = "AND " + mine % "k.key"
+        mine = f"(hashtext({{}}) & 2147483647) % {int(parts)} = {int(part)}"
+        row_filter = "WHERE " + mine.format(f"r.{k}::text")
+        entry_filter = "AND " + mine.format("k.key")
     else:
         row_filter = entry_filter = ""
     return f"""
