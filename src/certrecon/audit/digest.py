@@ -233,29 +233,24 @@ def _field(kind: str, value: Any) -> bytes:
 
 
 def _column(kind: str, values: Sequence[Any]) -> list[bytes]:
-    """:func:`_field` of every value of one column (a batch is encoded column by column,
-    one comprehension per type: this runs for every row the worker writes)."""
+    """:func:`_field` of every value of one column. A batch is encoded column by column,
+    each distinct value once (a batch repeats its decision instant, channel, topic, ...);
+    ``bytea`` values are nearly always distinct and are not looked up."""
     oid, encode = _TYPES[kind]
     head = _INT4.pack(oid)
-    null = head + _NULL
     pack = _INT4.pack
-    if kind == "text":
-        return [null if v is None else head + pack(len(b := v.encode())) + b for v in values]
     if kind == "bytea":
+        null = head + _NULL
         return [null if v is None else head + pack(len(v)) + bytes(v) for v in values]
-    if kind in {"int4", "int8", "bool", "timestamptz", "date"}:
-        fixed = head + pack(len(encode(_SAMPLE[kind])))
-        return [null if v is None else fixed + encode(v) for v in values]
-    return [_field(kind, v) for v in values]
-
-
-_SAMPLE: dict[str, Any] = {
-    "int4": 0,
-    "int8": 0,
-    "bool": False,
-    "timestamptz": _PG_EPOCH,
-    "date": dt.date(2000, 1, 1),
-}
+    done: dict[Any, bytes] = {None: head + _NULL}
+    out = []
+    for v in values:
+        field = done.get(v)
+        if field is None:
+            data = encode(v)
+            field = done[v] = head + pack(len(data)) + data
+        out.append(field)
+    return out
 
 
 def encode_row(table: TableDigest, values: Sequence[Any]) -> bytes:
