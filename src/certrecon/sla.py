@@ -9,6 +9,7 @@ levels without a per-row function.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,6 +18,9 @@ from certrecon.calendar import WorkingCalendar
 from certrecon.domain import CST
 
 ALERT_SCHEMA_VERSION = 1
+
+# One encoder for every alert: json.dumps builds a new one per call when given options.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class SlaLevel(StrEnum):
@@ -97,9 +101,15 @@ class Alert:
             "certification_id": self.certification_id,
             "channel": self.channel,
             "due_date": self.due_date.isoformat(),
-            "deadline": self.deadline.astimezone(CST).isoformat(),
+            "deadline": _cst_text(self.deadline),
             "working_days_left": self.working_days_left,
             "provisional": self.provisional,
-            "raised_at": self.raised_at.astimezone(CST).isoformat(),
+            "raised_at": _cst_text(self.raised_at),
         }
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return _JSON.encode(body).encode("utf-8")
+
+
+@functools.lru_cache(maxsize=1024)
+def _cst_text(at: dt.datetime) -> str:
+    # A run raises thousands of alerts with one raised_at and a few deadlines.
+    return at.astimezone(CST).isoformat()

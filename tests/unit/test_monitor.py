@@ -62,7 +62,7 @@ def test_alert_message_follows_the_contract() -> None:
     )
     message = alert_message(alert, "certrecon.sla-alert")
     assert (message.message_id, message.kind, message.key) == ("RZ1:breached", "sla_alert", b"RZ1")
-    assert json.loads(message.payload) == {
+    expected = {
         "schema_version": 1,
         "alert_id": "RZ1:breached",
         "level": "breached",
@@ -74,6 +74,8 @@ def test_alert_message_follows_the_contract() -> None:
         "provisional": True,
         "raised_at": "2024-06-12T09:00:00+08:00",
     }
+    # Compact UTF-8 JSON, fields in the contract's order.
+    assert message.payload == json.dumps(expected, separators=(",", ":")).encode()
     assert alert_id("RZ1", SlaLevel.AT_RISK) == "RZ1:at_risk"
 
 

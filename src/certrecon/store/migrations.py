@@ -116,7 +116,10 @@ async def migrate(conn: asyncpg.Connection, directory: Path | None = None) -> li
                     migration.checksum,
                 )
             done.append(migration.name)
-        await ensure_roles(conn)
+        # The roles' rights name the relations of the whole schema this version ships; a
+        # database migrated from a subset (an older schema, in tests) keeps them unset.
+        if not await pending(conn):
+            await ensure_roles(conn)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return done
