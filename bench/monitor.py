@@ -1,6 +1,6 @@
 """One deadline-monitor run against a million open certifications.
 
-    python bench/monitor.py [--open 1000000] [--new-alerts 10000]
+    python bench/monitor.py [--open 1000000] [--new-alerts 10000] [--explain]
 
 Copies ``--open`` open certifications into a fresh database (binary COPY), most of them on
 track, ``--new-alerts`` of them (half at risk, half breached) without an alert yet, and
@@ -10,8 +10,10 @@ vacuums the table as autovacuum would. Then, at a fixed instant, it times:
 (b) the next run, with nothing new to raise (the steady state, once a minute);
 (c) the gauge refresh of a tick (counts by channel and level, oldest, outbox backlog).
 
-Prints each figure; (a) and (b) are "one monitor run". Uses CERTRECON_DATABASE_URL's server
-when set, else an embedded PostgreSQL in a temporary directory.
+Prints each figure, then (c) query by query; (a) and (b) are "one monitor run". With
+``--explain``, also PostgreSQL's plan and timing (EXPLAIN ANALYZE) of each of the monitor's
+read queries in the steady state. Uses CERTRECON_DATABASE_URL's server when set, else an
+embedded PostgreSQL in a temporary directory.
 """
 
 from __future__ import annotations
@@ -30,16 +32,19 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from certrecon.calendar import compute_deadline, default_calendar  # noqa: E402
 from certrecon.domain import CST  # noqa: E402
 from certrecon.embedded.postgres import EmbeddedPostgres  # noqa: E402
-from certrecon.store import db, ledger  # noqa: E402
+from certrecon.sla import Window  # noqa: E402
+from certrecon.store import db, ledger, sla  # noqa: E402
 from certrecon.store.migrations import migrate  # noqa: E402
 from certrecon.worker.metrics import Metrics  # noqa: E402
-from certrecon.worker.monitor import observe, run_monitor  # noqa: E402
+from certrecon.worker.monitor import MONITOR_NAME, observe, run_monitor  # noqa: E402
 
 NOW = dt.datetime(2024, 6, 7, 9, 0, tzinfo=CST)
 """Friday 2024-06-07 09:00 CST: the next working day is Tuesday 06-11 (06-10 is a holiday)."""
@@ -104,7 +109,12 @@ def rows(total: int, new_alerts: int) -> Iterator[tuple[object, ...]]:
         )
 
 
-async def main(total: int, new_alerts: int) -> None:
+async def explain(conn: asyncpg.Connection, query: str, *args: object) -> None:
+    plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {query}", *args)
+    print("\n".join(f"    {r[0]}" for r in plan))
+
+
+async def main(total: int, new_alerts: int, *, show_plans: bool) -> None:
     with contextlib.ExitStack() as stack:
         server = os.environ.get("CERTRECON_DATABASE_URL")
         if server is None:
@@ -150,11 +160,33 @@ async def main(total: int, new_alerts: int) -> None:
             await observe(conn, metrics, calendar, NOW, CHANNELS)
             gauges = time.perf_counter() - started
             print(f"(c) gauge refresh over {total:,} open: {gauges * 1000:.0f} ms")
+            window = Window.at(NOW, calendar)
+            for label, read in (
+                ("counts by channel and level", lambda: sla.count_open(conn, window)),
+                ("oldest open", lambda: sla.oldest_open(conn)),
+                ("outbox backlog", lambda: sla.outbox_backlog(conn)),
+                ("last run", lambda: sla.last_run(conn, MONITOR_NAME)),
+            ):
+                started = time.perf_counter()
+                await read()
+                print(f"    {label}: {(time.perf_counter() - started) * 1000:.0f} ms")
             worst = max(first.duration_seconds, second.duration_seconds)
             print(
                 f"one monitor run with {total:,} open certifications: "
                 f"{worst * 1000:.0f} ms (worst of a, b)"
             )
+            if show_plans:
+                steady = Window.at(NOW + dt.timedelta(minutes=1), calendar)
+                bounds = (steady.now, steady.earliest_open_due, steady.next_working_day)
+                for label, query, args in (
+                    ("breached candidates", sla.BREACHED_CANDIDATES, bounds[:1]),
+                    ("at-risk candidates", sla.AT_RISK_CANDIDATES, bounds),
+                    ("counts", sla.COUNTS, bounds),
+                    ("oldest open", sla.OLDEST, ()),
+                    ("outbox backlog", sla.BACKLOG, ()),
+                ):
+                    print(f"{label}:")
+                    await explain(conn, query, *args)
         finally:
             await conn.close()
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -165,5 +197,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--open", type=int, default=1_000_000, dest="total")
     parser.add_argument("--new-alerts", type=int, default=10_000)
+    parser.add_argument("--explain", action="store_true", help="print the plans of the reads")
     args = parser.parse_args()
-    asyncio.run(main(args.total, args.new_alerts))
+    asyncio.run(main(args.total, args.new_alerts, show_plans=args.explain))

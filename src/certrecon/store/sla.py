@@ -52,8 +52,8 @@ WHERE {in_level(level)}
 """  # noqa: S608 - built at import from this module's constants; values are parameters
 
 
-_BREACHED_CANDIDATES = _candidates(SlaLevel.BREACHED)
-_AT_RISK_CANDIDATES = _candidates(SlaLevel.AT_RISK)
+BREACHED_CANDIDATES = _candidates(SlaLevel.BREACHED)
+AT_RISK_CANDIDATES = _candidates(SlaLevel.AT_RISK)
 
 # ON CONFLICT DO NOTHING + RETURNING: a concurrent run that inserted the same alert first
 # wins, and only the alerts this statement inserted go to the outbox.
@@ -77,9 +77,9 @@ async def find_new_alerts(
     conn: asyncpg.Connection, window: Window, calendar: WorkingCalendar
 ) -> list[Alert]:
     """Open certifications that reached a level whose alert was not raised yet."""
-    breached = await conn.fetch(_BREACHED_CANDIDATES, window.now)
+    breached = await conn.fetch(BREACHED_CANDIDATES, window.now)
     at_risk = await conn.fetch(
-        _AT_RISK_CANDIDATES, window.now, window.earliest_open_due, window.next_working_day
+        AT_RISK_CANDIDATES, window.now, window.earliest_open_due, window.next_working_day
     )
     # Few distinct due dates per run, so each working-day count is computed once.
     left: dict[dt.date, int] = {}
@@ -114,11 +114,12 @@ async def raise_alerts(
     """
     if not alerts:
         return []
+    ids = [a.alert_id for a in alerts]
     inserted = {
         r["alert_id"]
         for r in await conn.fetch(
             _INSERT_ALERTS,
-            [a.alert_id for a in alerts],
+            ids,
             [a.certification_id for a in alerts],
             [a.level.value for a in alerts],
             [a.due_date for a in alerts],
@@ -128,7 +129,7 @@ async def raise_alerts(
             [a.raised_at for a in alerts],
         )
     }
-    raised = [a for a in alerts if a.alert_id in inserted]
+    raised = [a for a, i in zip(alerts, ids, strict=True) if i in inserted]
     await enqueue(conn, [alert_message(a, topic) for a in raised])
     return raised
 
@@ -153,7 +154,7 @@ def _count_levels(source: str) -> str:
 # The two parts of open_certification counted apart, in one statement (one snapshot): the
 # pending projection, a million rows, in a parallel scan, and the few certifications whose
 # result is not acknowledged yet (which would otherwise keep the whole query serial).
-_COUNTS = f"""
+COUNTS = f"""
 SELECT channel, sum(breached)::bigint AS breached, sum(at_risk)::bigint AS at_risk,
        sum(open)::bigint AS open
 FROM ({_count_levels("pending_certification")}
@@ -167,7 +168,7 @@ async def count_open(conn: asyncpg.Connection, window: Window) -> list[LevelCoun
     """Open certifications by channel and level (levels with no certification included)."""
     counts: list[LevelCount] = []
     for r in await conn.fetch(
-        _COUNTS, window.now, window.earliest_open_due, window.next_working_day
+        COUNTS, window.now, window.earliest_open_due, window.next_working_day
     ):
         breached, at_risk, total = int(r["breached"]), int(r["at_risk"]), int(r["open"])
         counts.append(LevelCount(r["channel"], SlaLevel.BREACHED, breached))
@@ -185,13 +186,14 @@ class Oldest:
     due_date: dt.date
 
 
+OLDEST = """
+SELECT certification_id, local_date, due_date FROM open_certification
+ORDER BY due_date, deadline LIMIT 1
+"""
+
+
 async def oldest_open(conn: asyncpg.Connection) -> Oldest | None:
-    row = await conn.fetchrow(
-        """
-        SELECT certification_id, local_date, due_date FROM open_certification
-        ORDER BY due_date, deadline LIMIT 1
-        """
-    )
+    row = await conn.fetchrow(OLDEST)
     if row is None:
         return None
     return Oldest(row["certification_id"], row["local_date"], row["due_date"])
@@ -207,14 +209,14 @@ class Backlog:
     """By the database's clock, which stamped ``created_at``."""
 
 
+BACKLOG = """
+SELECT kind, messages AS n, extract(epoch FROM clock_timestamp() - oldest)::float8 AS age
+FROM outbox_backlog_by_kind() ORDER BY kind
+"""
+
+
 async def outbox_backlog(conn: asyncpg.Connection) -> list[Backlog]:
-    rows = await conn.fetch(
-        """
-        SELECT kind, messages AS n,
-               extract(epoch FROM clock_timestamp() - oldest)::float8 AS age
-        FROM outbox_backlog_by_kind() ORDER BY kind
-        """
-    )
+    rows = await conn.fetch(BACKLOG)
     return [Backlog(r["kind"], int(r["n"]), max(0.0, float(r["age"]))) for r in rows]
 
 
