@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import json
 
-from certrecon.store import db
+from certrecon.store import audit, db
 from certrecon.store.roster import import_roster
 from tests.support import (
     create_topics,
@@ -33,10 +33,17 @@ async def test_a_checkpoint_follows_new_ledger_rows_and_only_them(
         async with running_worker(settings, fresh_database, kafka_bootstrap):
             await produce(kafka_bootstrap, spread_over_channels(settings, people, when, prefix="K"))
             await wait_for(conn, "SELECT count(*) FROM certification_return", lambda n: n == 8)
+            await wait_for(conn, "SELECT count(*) FROM outbox_backlog", lambda n: n == 0)
+            # The results' acknowledgements may commit after the first checkpoint was queued;
+            # then the next one covers them. Wait for a published checkpoint of the newest
+            # content.
+            content = await audit.latest_content_seq(conn)
+            assert content is not None
             await wait_for(
                 conn,
-                "SELECT count(*) FROM outbox_ack WHERE message_id LIKE 'audit-checkpoint:%'",
-                lambda n: n >= 1,
+                "SELECT max(split_part(message_id, ':', 2)::bigint) FROM outbox_ack "
+                "WHERE message_id LIKE 'audit-checkpoint:%'",
+                lambda seq: seq is not None and seq >= content,
             )
             # The last content (the results' acknowledgements) gets its checkpoint within a
             # period; once that one is published the ledger is quiet.
