@@ -152,6 +152,15 @@ def refused_data_state(exc: BaseException) -> str | None:
     return None
 
 
+def _closed(conn: Conn) -> bool:
+    """Whether ``conn`` is closed; a pool's proxy whose connection closed under it is
+    detached from it by the pool, and asking it anything then raises ``InterfaceError``."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 @contextlib.asynccontextmanager
 async def losing_connection_is_retriable(conn: Conn) -> AsyncIterator[Conn]:
     """Re-raise any error from the block as :class:`ConnectionLostError` when the
@@ -164,7 +173,7 @@ async def losing_connection_is_retriable(conn: Conn) -> AsyncIterator[Conn]:
     try:
         yield conn
     except Exception as exc:
-        if conn.is_closed() and not is_retriable_db_error(exc):
+        if _closed(conn) and not is_retriable_db_error(exc):
             # The type only: an asyncpg message may quote a query parameter.
             raise ConnectionLostError(
                 f"the connection to PostgreSQL was lost ({type(exc).__name__})"
