@@ -298,19 +298,53 @@ class DeadlineMonitor:
         self._previous: WorkingCalendar | None = None
 
     async def __call__(self, host: MonitorHost, stop: asyncio.Event) -> None:
-        """Tick until ``stop`` is set; a failed tick is logged and retried at the next one."""
+        """Tick until ``stop`` is set; a failed tick is logged and retried at the next one.
+
+        Between ticks the holder touches its connection every third of an interval, so
+        its session is never idle for long, and the server ends a session idle for two
+        thirds of an interval (``idle_session_timeout``): when the holder's host vanishes
+        without closing its connection, the lock is free within two intervals. Every
+        round trip is bounded too, so a holder cut off from the server stops counting
+        itself active instead of waiting for an answer that never comes.
+        """
+        loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
                 try:
-                    await self.tick(host)
+                    async with asyncio.timeout(self.tick_seconds):
+                        await self.tick(host)
                 except _MONITOR_ERRORS as exc:
                     host.metrics.monitor_errors.inc()
                     log.warning("monitor tick failed; retrying next tick", error=repr(exc))
                     await self.close(host.metrics)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.interval):
-                        await stop.wait()
+                next_tick = loop.time() + self.interval
+                while not stop.is_set() and (left := next_tick - loop.time()) > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(min(left, self.interval / 3)):
+                            await stop.wait()
+                    if self.active and not stop.is_set() and loop.time() < next_tick:
+                        await self._touch(host)
         finally:
+            await self.close(host.metrics)
+
+    @property
+    def tick_seconds(self) -> float:
+        """The longest one tick may take (a stuck round trip ends it)."""
+        return max(2 * self.interval, 10.0)
+
+    async def _touch(self, host: MonitorHost) -> None:
+        """Keep the holder's session busy; a lost connection gives the lock up here."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            # Shorter than the server's idle limit less a third: a holder cut off from the
+            # server stops counting itself active before the server frees the lock.
+            async with asyncio.timeout(max(self.interval / 4, 0.25)):
+                await conn.fetchval("SELECT 1")
+        except _MONITOR_ERRORS as exc:
+            host.metrics.monitor_errors.inc()
+            log.warning("monitor connection lost between ticks", error=repr(exc))
             await self.close(host.metrics)
 
     async def close(self, metrics: Metrics | None = None) -> None:
@@ -322,8 +356,11 @@ class DeadlineMonitor:
         if metrics is not None:
             metrics.monitor_active.set(0)
         if conn is not None and not conn.is_closed():
-            with contextlib.suppress(*_MONITOR_ERRORS):
+            try:
                 await conn.close(timeout=2)
+            except _MONITOR_ERRORS:
+                # A server that does not answer the goodbye: drop the socket.
+                conn.terminate()
 
     async def _connection(self, host: MonitorHost) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -334,6 +371,22 @@ class DeadlineMonitor:
                 wait_seconds=self.connect_seconds,
             )
         return self._conn
+
+    async def _hold_timers(self, conn: asyncpg.Connection) -> None:
+        """Server-side timers of the holder's session: a session idle longer than two
+        thirds of an interval (the holder touches it every third), idle that long inside
+        a transaction (cut off mid-tick), or whose peer stops acknowledging is ended by
+        the server, which frees the lock for another replica."""
+        idle_ms = max(int(self.interval * 2000 / 3), 1000)
+        keepalive = max(int(self.interval / 3), 1)
+        await conn.execute(
+            f"SET idle_session_timeout = {idle_ms}; "
+            f"SET idle_in_transaction_session_timeout = {idle_ms}; "
+            f"SET tcp_keepalives_idle = {keepalive}; "
+            f"SET tcp_keepalives_interval = {keepalive}; "
+            "SET tcp_keepalives_count = 2; "
+            f"SET tcp_user_timeout = {idle_ms}"
+        )
 
     async def tick(self, host: MonitorHost) -> MonitorReport | None:
         """One tick; returns the run's report when this instance is the active monitor."""
@@ -357,6 +410,7 @@ class DeadlineMonitor:
             self.active = await try_monitor_lock(conn, self.lock_key)
             metrics.monitor_active.set(1 if self.active else 0)
             if self.active:
+                await self._hold_timers(conn)
                 log.info("deadline monitor active", interval=self.interval)
                 # A newer holidays package or an override stored while no monitor ran may
                 # have settled provisional deadlines: check them once on taking over.
