@@ -51,6 +51,44 @@ def writable(epoch: int, owned: frozenset[TopicPartition], record: Inbound) -> b
     return record.epoch == epoch and TopicPartition(record.topic, record.partition) in owned
 
 
+GROUP_COMMIT_SECONDS = 10.0
+"""How long one commit of offsets to the consumer group may take before it is abandoned."""
+
+
+class _GroupOffsets:
+    """The newest offsets not yet committed to the consumer group (a mailbox: a newer
+    batch's offset replaces an older one's for the same partition)."""
+
+    def __init__(self) -> None:
+        self._offsets: dict[TopicPartition, int] = {}
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def offer(self, report: BatchReport, owned: frozenset[TopicPartition]) -> None:
+        for (t, p), off in report.next_offsets.items():
+            tp = TopicPartition(t, p)
+            if tp in owned:
+                self._offsets[tp] = off
+        if self._offsets:
+            self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def take(self) -> dict[TopicPartition, int] | None:
+        """The offsets to commit next; once closed, what is pending, then None."""
+        while True:
+            if not self._closed:
+                await self._ready.wait()
+                self._ready.clear()
+            if self._offsets:
+                offsets, self._offsets = self._offsets, {}
+                return offsets
+            if self._closed:
+                return None
+
+
 class BatchLoop:
     """Consumes the channel topics until stopped; see the module docstring."""
 
@@ -82,9 +120,11 @@ class BatchLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Two stages joined by a one-slot queue; writing stays strictly in fetch order."""
         queue: asyncio.Queue[PreparedBatch | None] = asyncio.Queue(maxsize=1)
+        group_offsets = _GroupOffsets()
         async with asyncio.TaskGroup() as stages:
             stages.create_task(self._prepare_stage(stop, queue), name="consume-prepare")
-            stages.create_task(self._commit_stage(queue), name="consume-commit")
+            stages.create_task(self._commit_stage(queue, group_offsets), name="consume-commit")
+            stages.create_task(self._group_commit(group_offsets), name="consume-group-commit")
 
     async def _prepare_stage(
         self, stop: asyncio.Event, queue: asyncio.Queue[PreparedBatch | None]
@@ -104,15 +144,23 @@ class BatchLoop:
         # cancels both stages instead.)
         await queue.put(None)
 
-    async def _commit_stage(self, queue: asyncio.Queue[PreparedBatch | None]) -> None:
-        while (batch := await queue.get()) is not None:
-            async with self._lock:
-                owned = self._listener.assigned
-                keep = functools.partial(writable, self._listener.epoch, owned)
-                report = await self._commit(batch, keep)
+    async def _commit_stage(
+        self, queue: asyncio.Queue[PreparedBatch | None], group_offsets: _GroupOffsets
+    ) -> None:
+        try:
+            while (batch := await queue.get()) is not None:
+                async with self._lock:
+                    owned = self._listener.assigned
+                    keep = functools.partial(writable, self._listener.epoch, owned)
+                    report = await self._commit(batch, keep)
+                    if report.consumed:
+                        self._on_committed(report)
+                # Handed on outside the lock: a revocation waits for this batch's PostgreSQL
+                # commit only, never for the broker's group coordinator.
                 if report.consumed:
-                    self._on_committed(report)
-                    await self._commit_to_kafka(report, owned)
+                    group_offsets.offer(report, owned)
+        finally:
+            group_offsets.close()
 
     async def _fetch_batch(self) -> list[Inbound]:
         """Up to ``batch_max_records`` records, gathered for at most ``batch_fill_ms``.
@@ -172,20 +220,26 @@ class BatchLoop:
 
         return await commit_bisecting(batch, commit, config=self._config, on_split=split)
 
-    async def _commit_to_kafka(self, report: BatchReport, owned: frozenset[TopicPartition]) -> None:
-        # PostgreSQL holds the authoritative offsets; committing them to the group too lets
-        # standard Kafka lag tooling see progress. A failure here loses nothing.
-        offsets = {
-            TopicPartition(t, p): off
-            for (t, p), off in report.next_offsets.items()
-            if TopicPartition(t, p) in owned
-        }
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except Exception as exc:
-            log.warning("kafka offset commit failed", error=repr(exc))
+    async def _group_commit(self, group_offsets: _GroupOffsets) -> None:
+        """Commit the latest stored offsets to the consumer group too, one commit at a time.
+
+        PostgreSQL holds the authoritative offsets; the group's copy only lets standard
+        Kafka lag tooling see progress, so it never holds up consuming: batches go on
+        while a commit is in flight, and the next commit carries the newest offsets.
+        aiokafka retries a commit for as long as the coordinator is unavailable, so each one
+        is bounded; a failed or abandoned commit loses nothing.
+        """
+        while (offsets := await group_offsets.take()) is not None:
+            try:
+                async with asyncio.timeout(GROUP_COMMIT_SECONDS):
+                    await self._consumer.commit(offsets)
+            except TimeoutError:
+                log.warning(
+                    "kafka offset commit abandoned; the group coordinator did not answer",
+                    seconds=GROUP_COMMIT_SECONDS,
+                )
+            except Exception as exc:
+                log.warning("kafka offset commit failed", error=repr(exc))
 
     async def _update_lag(self) -> None:
         now = self._clock()

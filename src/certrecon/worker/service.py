@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 from aiokafka import TopicPartition
 
+from certrecon.calendar import WorkingCalendar
 from certrecon.logs import get_logger
 from certrecon.settings import Settings
 from certrecon.store import db
@@ -45,6 +46,11 @@ class WorkerState:
     started: bool = False
 
 
+async def _load_calendar(pool: asyncpg.Pool[Any]) -> WorkingCalendar:
+    async with pool.acquire() as conn, db.losing_connection_is_retriable(conn):
+        return await load_calendar(conn)
+
+
 class Worker:
     def __init__(
         self,
@@ -66,6 +72,8 @@ class Worker:
         self._services = list(services)
         self.pool: asyncpg.Pool[Any] | None = None
         self.relay: OutboxRelay | None = None
+        self.listener: kafka.StoredOffsetsListener | None = None
+        """The rebalance listener while the worker runs (its assignment and epoch)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -82,8 +90,7 @@ class Worker:
             )
             stack.push_async_callback(pool.close)
             self.pool = pool
-            async with pool.acquire() as pooled:
-                self.calendar.replace(await load_calendar(pooled))
+            self.calendar.replace(await db.OUTAGE.call(functools.partial(_load_calendar, pool)))
             if s.create_topics:
                 created = await kafka.ensure_topics(
                     self.bootstrap, s.all_topics(), s.topic_partitions, security=s.kafka_security
@@ -139,15 +146,20 @@ class Worker:
                 NamedTask(name, functools.partial(service, runtime))
                 for name, service in self._services
             ]
+            self.listener = listener
             self.state.started = True
             log.info("worker started", group=s.group_id, topics=sorted(s.channel_topics.values()))
-            await supervise(
-                stop,
-                [NamedTask("consume", loop.run), *services],
-                # Last: the relay drains what the final batch and the services queued.
-                [NamedTask("relay", relay.run)],
-                grace_seconds=s.shutdown_grace_seconds,
-            )
+            try:
+                await supervise(
+                    stop,
+                    [NamedTask("consume", loop.run), *services],
+                    # Last: the relay drains what the final batch and the services queued.
+                    [NamedTask("relay", relay.run)],
+                    grace_seconds=s.shutdown_grace_seconds,
+                )
+            finally:
+                # Not started any more, whether it stopped or crashed.
+                self.state.started = False
             log.info("worker stopped")
 
     async def _load_offsets(
