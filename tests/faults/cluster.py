@@ -91,6 +91,8 @@ class Replica:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     generation: int = 0
+    stopping: bool = False
+    """Set while the harness itself stops or kills it (not a crash)."""
     events_read: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -128,7 +130,7 @@ class Cluster:
         workdir: Path,
         *,
         replicas: int = 3,
-        monitor_interval: float = 2.0,
+        monitor_interval: float = 3.0,
         partitions: int = 3,
         env: dict[str, str] | None = None,
     ) -> None:
@@ -193,6 +195,7 @@ class Cluster:
     def start_replica(self, replica: Replica) -> None:
         assert not replica.alive
         replica.read_events()
+        replica.stopping = False
         replica.generation += 1
         with replica.log.open("ab") as log:
             replica.proc = subprocess.Popen(
@@ -202,12 +205,22 @@ class Cluster:
                 stderr=subprocess.STDOUT,
             )
 
+    def has_started(self, replica: Replica) -> bool:
+        """Whether the replica's current process logged that it is up."""
+        replica.read_events()
+        return any(
+            e.get("event") == "worker started" and e["_generation"] == replica.generation
+            for e in replica.events
+        )
+
     def start_all(self) -> None:
         for r in self.replicas:
             self.start_replica(r)
 
     def signal(self, replica: Replica, sig: signal.Signals) -> None:
+        """Send ``sig`` to a replica the harness means to stop (not counted as a crash)."""
         assert replica.proc is not None
+        replica.stopping = True
         replica.proc.send_signal(sig)
 
     async def wait_exit(self, replica: Replica, timeout: float) -> int | None:
@@ -228,8 +241,7 @@ class Cluster:
     async def stop(self) -> None:
         for r in self.replicas:
             if r.alive:
-                assert r.proc is not None
-                r.proc.send_signal(signal.SIGTERM)
+                self.signal(r, signal.SIGTERM)
         for r in self.replicas:
             if r.proc is not None and await self.wait_exit(r, 30) is None:
                 r.proc.kill()

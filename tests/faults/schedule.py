@@ -98,7 +98,7 @@ class Chaos:
         self.t0 = time.monotonic()
         self.injected: list[Injected] = []
         self.watch = MonitorWatch()
-        self._pid_to_replica: dict[int, int] = {}
+        self.crashes = 0
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -204,6 +204,20 @@ class Chaos:
                 ]
                 return len(actives) >= 2
         return False
+
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """Restart a replica that ended by itself, as a process supervisor would (the
+        worker exits 1 when a bounded retry gives up); the faults restart their own."""
+        while not stop.is_set():
+            for r in self.c.replicas:
+                if r.proc is not None and r.proc.poll() is not None and not r.stopping:
+                    self.note(
+                        "replica_crashed", f"replica {r.index} exited {r.proc.poll()}; restarted"
+                    )
+                    self.crashes += 1
+                    self.c.start_replica(r)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
 
     # -- faults ---------------------------------------------------------------------
 
@@ -312,7 +326,9 @@ class Chaos:
             return
         self.c.signal(r, signal.SIGTERM)
         status = await self.c.wait_exit(r, 60)
-        if status != 0:
+        if status != 0 and not (status == -signal.SIGTERM and not self.c.has_started(r)):
+            # Killed by the signal itself is fine only before the worker was up (its
+            # handlers are installed at start): nothing was in hand then.
             self.watch.problems.append(f"replica {r.index} exited {status} after SIGTERM")
         held = await self._hold(0.5, 3)
         self.c.start_replica(r)
@@ -429,6 +445,8 @@ async def run_schedule(
             asyncio.create_task(load.staff(stop), name="chaos-staff"),
             asyncio.create_task(chaos.watch_monitor(stop), name="chaos-monitor-watch"),
         ]
+        supervisor_stop = asyncio.Event()
+        supervisor = asyncio.create_task(chaos.supervise(supervisor_stop), name="chaos-supervisor")
         try:
             await asyncio.sleep(3)
             await chaos.run(seconds, pause=pause)
@@ -442,14 +460,20 @@ async def run_schedule(
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
         progress("faults done; waiting until every input is processed")
-        await settle(cluster, timeout=180)
+        try:
+            await settle(cluster, timeout=180)
+        finally:
+            supervisor_stop.set()
+            await supervisor
         chaos.check_monitor_history()
         for r in cluster.replicas:
             if r.alive:
                 cluster.signal(r, signal.SIGTERM)
         for r in cluster.replicas:
             status = await cluster.wait_exit(r, 60)
-            if status not in (0, None) and r.proc is not None:
+            if status not in (0, None) and not (
+                status == -signal.SIGTERM and not cluster.has_started(r)
+            ):
                 chaos.watch.problems.append(f"replica {r.index} exited {status} at the end")
         conn = await asyncpg.connect(cluster.direct_dsn)
         try:
@@ -463,6 +487,7 @@ async def run_schedule(
             f"and were sent again",
             f"staff decisions {s.decisions}, corrections (revision 2) {s.corrections}, "
             f"failed tries {s.decision_failures}",
+            f"replicas that ended by themselves and were restarted: {chaos.crashes}",
         ]
         return ChaosResult(
             seed, chaos.injected, report, chaos.watch, load_lines, time.monotonic() - started
