@@ -103,6 +103,10 @@ async def check(conn: asyncpg.Connection, settings: Settings, bootstrap: str) ->
     report.review_items = len(review)
     report.dead_letters = len(dead)
 
+    stored_offsets = {
+        (r["topic"], r["kafka_partition"]): r["next_offset"]
+        for r in await conn.fetch("SELECT topic, kafka_partition, next_offset FROM consumer_offset")
+    }
     seen: set[str] = set()
     for rec in inputs:
         position = dead_letter_id(rec.topic, rec.partition, rec.offset)
@@ -112,7 +116,11 @@ async def check(conn: asyncpg.Connection, settings: Settings, bootstrap: str) ->
             cid = None
         if cid is None or cid not in certs:
             if position not in dead:
-                report.fail(f"input {position} has no outcome (no certification, no dead letter)")
+                past = stored_offsets.get((rec.topic, rec.partition), 0) > rec.offset
+                report.fail(
+                    f"input {position} has no outcome (no certification, no dead letter)"
+                    + (": LOST, the stored offset is past it" if past else ": not processed")
+                )
             continue
         if position in dead:
             report.fail(f"input {position} is both a certification and a dead letter")

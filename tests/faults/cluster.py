@@ -31,7 +31,7 @@ from certrecon.settings import Settings
 from certrecon.store import db
 from certrecon.store.migrations import migrate
 from tests.faults.proxy import FaultProxy
-from tests.support import isolated_settings, settings_env
+from tests.support import create_topics, isolated_settings, settings_env
 
 
 class PgServer:
@@ -91,6 +91,8 @@ class Replica:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     generation: int = 0
+    generations: dict[int, int] = field(default_factory=dict)
+    """Process id → generation (the how-many-th start of this replica)."""
     stopping: bool = False
     """Set while the harness itself stops or kills it (not a crash)."""
     events_read: int = 0
@@ -176,6 +178,9 @@ class Cluster:
             advertised_url=f"tcp://{self.broker_proxy.address}",
         )
         await asyncio.to_thread(self.broker.start)
+        # Created here with the partitions the settings say, before anyone produces (the
+        # broker would otherwise create them on first use, with its own default).
+        await create_topics(self.settings, self.bootstrap)
         for i in range(self.replica_count):
             proxy = await FaultProxy(f"pg-{i}", target_unix=self.pg.socket).start()
             self.replicas.append(Replica(i, proxy, self.workdir / f"worker-{i}.log"))

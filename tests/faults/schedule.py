@@ -23,6 +23,7 @@ import asyncpg
 from tests.faults.checker import CheckReport, check
 from tests.faults.cluster import Cluster, Replica
 from tests.faults.load import Load
+from tests.support import read_topic
 
 PRODUCER_REQUEST_TIMEOUT = 30.0
 """The worker producer's request timeout (``make_producer``); a broker pause runs past it."""
@@ -189,18 +190,18 @@ class Chaos:
                     )
 
     def _reacquired(self, who: str, first: int, back: int) -> bool:
-        """Whether the process ``who`` logged taking the monitor over more than once (a
-        lost lock taken again); log lines carry no pid, so the replica's current
-        generation is looked at."""
+        """Whether the process ``who`` logged taking the monitor over more than once (it
+        lost the lock and took it again when free)."""
         pid = int(who.rsplit(":", 1)[1])
         self.c.events()
         for r in self.c.replicas:
-            if r.proc is not None and r.proc.pid == pid:
+            if pid in r.generations:
+                generation = r.generations[pid]
                 actives = [
                     e
                     for e in r.events
                     if e.get("event") == "deadline monitor active"
-                    and e["_generation"] == r.generation
+                    and e["_generation"] == generation
                 ]
                 return len(actives) >= 2
         return False
@@ -386,35 +387,32 @@ class Chaos:
 
 
 async def settle(cluster: Cluster, timeout: float) -> None:
-    """Until every input is stored or dead-lettered (offsets at the end of every
-    partition) and the outbox is empty."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap)
-    await consumer.start()
-    try:
-        tps = [
-            TopicPartition(t, p)
-            for t in cluster.settings.channel_topics.values()
-            for p in range(cluster.settings.topic_partitions)
-        ]
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    want = sum(ends.values())
+    """Until the stored offset of every input partition is past its last record and the
+    outbox is empty. The ends are read from the records themselves (the broker's
+    ListOffsets answer can lag behind)."""
+    ends: dict[tuple[str, int], int] = {}
+    for topic in cluster.settings.channel_topics.values():
+        for r in await read_topic(cluster.bootstrap, topic, at_least=0, timeout=120):
+            ends[(r.topic, r.partition)] = max(ends.get((r.topic, r.partition), 0), r.offset + 1)
     conn = await asyncpg.connect(cluster.direct_dsn)
     try:
         deadline = time.monotonic() + timeout
         while True:
-            done = await conn.fetchval(
-                "SELECT coalesce(sum(next_offset), 0) FROM consumer_offset WHERE group_id = $1",
+            rows = await conn.fetch(
+                "SELECT topic, kafka_partition, next_offset FROM consumer_offset"
+                " WHERE group_id = $1",
                 cluster.settings.group_id,
             )
+            stored = {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
+            behind = {tp: end for tp, end in ends.items() if stored.get(tp, 0) < end}
             backlog = await conn.fetchval("SELECT count(*) FROM outbox_backlog")
-            if done >= want and backlog == 0:
+            if not behind and backlog == 0:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{done} of {want} inputs processed, {backlog} in the outbox")
+                raise TimeoutError(
+                    f"{len(behind)} partitions not processed to their end, "
+                    f"{backlog} messages in the outbox"
+                )
             await asyncio.sleep(0.5)
     finally:
         await conn.close()
