@@ -95,7 +95,7 @@ class Replica:
     """Process id → generation (the how-many-th start of this replica)."""
     stopping: bool = False
     """Set while the harness itself stops or kills it (not a crash)."""
-    events_read: int = 0
+    bytes_read: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -105,21 +105,22 @@ class Replica:
     def read_events(self) -> list[dict[str, Any]]:
         """The JSON log lines written since the last call (appended to ``events``)."""
         try:
-            text = self.log.read_text("utf-8", errors="replace")
+            with self.log.open("rb") as f:
+                f.seek(self.bytes_read)
+                chunk = f.read()
         except FileNotFoundError:
             return []
-        lines = text.splitlines()
         # A last line without its newline yet is read next time.
-        complete = lines if text.endswith("\n") else lines[:-1]
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.bytes_read += len(complete)
         new = []
-        for line in complete[self.events_read :]:
+        for line in complete.decode("utf-8", errors="replace").splitlines():
             if line.startswith("{"):
                 with contextlib.suppress(ValueError):
                     event = json.loads(line)
                     event["_replica"] = self.index
                     event["_generation"] = self.generation
                     new.append(event)
-        self.events_read = len(complete)
         self.events.extend(new)
         return new
 
