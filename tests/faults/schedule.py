@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
+from certrecon.worker.monitor import LOCK_KEY
 from tests.faults.checker import CheckReport, check
 from tests.faults.cluster import Cluster, Replica
 from tests.faults.load import Load
@@ -44,6 +45,8 @@ class MonitorWatch:
     """Who ran the deadline monitor, sampled from ``monitor_run``; takeovers measured."""
 
     samples: list[tuple[float, str]] = field(default_factory=list)
+    sessions: list[tuple[str, int]] = field(default_factory=list)
+    """(who ran the monitor last, backend pid holding the lock), on every change."""
     takeovers: list[tuple[str, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -67,10 +70,21 @@ class ChaosResult:
         out += ["load:", *(f"  {x}" for x in self.load_lines)]
         out += ["monitor takeovers (fault, seconds until another replica ran it):"]
         out += [f"  {f}: {s:.1f}" for f, s in self.monitor.takeovers]
+        out += [
+            f"  lock-holding sessions that ran it, in turn: {len(self.monitor.sessions)} "
+            "(checked: none ran again after another had the lock)"
+        ]
         out += [f"  problem: {p}" for p in self.monitor.problems]
         out += ["checked:", *(f"  {x}" for x in self.check.lines())]
         return out
 
+
+_LOCK_PARTS = (LOCK_KEY >> 32, LOCK_KEY & 0xFFFF_FFFF)
+_MONITOR_SAMPLE = """
+SELECT (SELECT ran_by FROM monitor_run WHERE name = 'deadline') AS ran_by,
+       (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+          AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 1) AS holder
+"""
 
 FAULTS = (
     "broker_cut",
@@ -119,21 +133,24 @@ class Chaos:
     # -- monitor --------------------------------------------------------------------
 
     async def watch_monitor(self, stop: asyncio.Event) -> None:
+        """Sample who ran the monitor last and which session holds its lock."""
         conn: asyncpg.Connection | None = None
         while not stop.is_set():
             try:
                 if conn is None or conn.is_closed():
                     conn = await asyncpg.connect(self.c.direct_dsn, timeout=3)
-                ran_by = await asyncio.wait_for(
-                    conn.fetchval("SELECT ran_by FROM monitor_run WHERE name = 'deadline'"), 3
-                )
+                row = await asyncio.wait_for(conn.fetchrow(_MONITOR_SAMPLE, *_LOCK_PARTS), 3)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 conn = None
-                ran_by = None
-            if ran_by is not None and (
-                not self.watch.samples or self.watch.samples[-1][1] != ran_by
-            ):
-                self.watch.samples.append((self.now(), ran_by))
+                row = None
+            if row is not None and row["ran_by"] is not None:
+                ran_by, holder = row["ran_by"], row["holder"]
+                if not self.watch.samples or self.watch.samples[-1][1] != ran_by:
+                    self.watch.samples.append((self.now(), ran_by))
+                if holder is not None and (
+                    not self.watch.sessions or self.watch.sessions[-1] != (ran_by, holder)
+                ):
+                    self.watch.sessions.append((ran_by, holder))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
         if conn is not None:
@@ -150,9 +167,9 @@ class Chaos:
         return None
 
     async def holder(self) -> Replica | None:
-        """The live replica that ran the monitor last, waiting up to three intervals for
-        one (after a restart, no replica may have run it yet)."""
-        deadline = self.now() + 3 * self.c.monitor_interval
+        """The live replica that ran the monitor last, waiting up to 30 s for one (after
+        a restart or at the start, no replica may have run it yet)."""
+        deadline = self.now() + 30
         while (found := self._live_holder()) is None and self.now() < deadline:
             await asyncio.sleep(0.1)
         return found
@@ -182,37 +199,20 @@ class Chaos:
         self.watch.problems.append(f"{fault}: no replica took the monitor over within 60 s")
 
     def check_monitor_history(self) -> None:
-        """Never two at once: once another process ran the monitor, an earlier holder does
-        not run it again while its session lasts (each process holds it at most in one
-        unbroken stretch per session; a restarted replica is a new process)."""
-        runs: list[str] = [who for _, who in self.watch.samples]
-        for i, who in enumerate(runs):
-            later = runs[i + 1 :]
-            if who in later and any(w != who for w in later[: later.index(who)]):
-                back = later.index(who) + i + 1
-                between = self._reacquired(who, i, back)
-                if not between:
-                    self.watch.problems.append(
-                        f"{who} ran the monitor again after another replica had it "
-                        f"(sample {i} → {back}) without taking the lock again"
-                    )
-
-    def _reacquired(self, who: str, first: int, back: int) -> bool:
-        """Whether the process ``who`` logged taking the monitor over more than once (it
-        lost the lock and took it again when free)."""
-        pid = int(who.rsplit(":", 1)[1])
-        self.c.events()
-        for r in self.c.replicas:
-            if pid in r.generations:
-                generation = r.generations[pid]
-                actives = [
-                    e
-                    for e in r.events
-                    if e.get("event") == "deadline monitor active"
-                    and e["_generation"] == generation
-                ]
-                return len(actives) >= 2
-        return False
+        """Never two at once: a (process, lock-holding session) pair seen again after
+        another pair means a session ran the monitor after another session had taken
+        the lock, which only two holders at once allow. (A process that lost its
+        session and took the lock again in a new one is a new pair.)"""
+        seen: set[tuple[str, int]] = set()
+        previous: tuple[str, int] | None = None
+        for pair in self.watch.sessions:
+            if pair != previous and pair in seen:
+                self.watch.problems.append(
+                    f"process {pair[0]} ran the monitor again in session {pair[1]} after "
+                    "another session had the lock"
+                )
+            seen.add(pair)
+            previous = pair
 
     async def supervise(self, stop: asyncio.Event) -> None:
         """Restart a replica that ended by itself, as a process supervisor would (the
