@@ -236,20 +236,20 @@ class Chaos:
 
     async def _broker_cut(self) -> None:
         self.c.broker_proxy.cut()
-        held = await self._hold(1, 4)
+        held = await self._hold(1, 3)
         self.c.broker_proxy.heal()
         self.note("broker_cut", f"every broker connection closed and refused for {held} s")
 
     async def _broker_blackhole(self) -> None:
         self.c.broker_proxy.blackhole()
-        held = await self._hold(2, 5)
+        held = await self._hold(1.5, 3.5)
         self.c.broker_proxy.heal()
         self.note("broker_blackhole", f"broker traffic dropped for {held} s")
 
     async def _broker_delay(self) -> None:
         delay = round(self.rng.uniform(0.05, 0.5), 2)
         self.c.broker_proxy.delay(delay)
-        held = await self._hold(2, 5)
+        held = await self._hold(1.5, 3.5)
         self.c.broker_proxy.heal()
         self.note("broker_delay", f"{delay} s per chunk for {held} s")
 
@@ -262,7 +262,7 @@ class Chaos:
         assert self.c.broker is not None
         assert self.c.broker.pid is not None
         pid = self.c.broker.pid
-        seconds = PRODUCER_REQUEST_TIMEOUT + round(self.rng.uniform(1, 4), 1)
+        seconds = PRODUCER_REQUEST_TIMEOUT + round(self.rng.uniform(0.5, 2), 1)
         os.kill(pid, signal.SIGSTOP)
         try:
             await asyncio.sleep(seconds)
@@ -273,14 +273,14 @@ class Chaos:
     async def _pg_link_cut(self) -> None:
         r = self._pick()
         r.proxy.cut()
-        held = await self._hold(1, 4)
+        held = await self._hold(1, 3)
         r.proxy.heal()
         self.note("pg_link_cut", f"replica {r.index}: PostgreSQL link closed, refused {held} s")
 
     async def _pg_link_blackhole(self) -> None:
         r = self._pick()
         r.proxy.blackhole()
-        held = await self._hold(2, 5)
+        held = await self._hold(1.5, 3.5)
         r.proxy.heal()
         self.note("pg_link_blackhole", f"replica {r.index}: PostgreSQL traffic dropped {held} s")
 
@@ -288,7 +288,7 @@ class Chaos:
         r = self._pick()
         delay = round(self.rng.uniform(0.02, 0.3), 2)
         r.proxy.delay(delay)
-        held = await self._hold(2, 5)
+        held = await self._hold(1.5, 3.5)
         r.proxy.heal()
         self.note("pg_link_delay", f"replica {r.index}: {delay} s per chunk for {held} s")
 
@@ -325,7 +325,7 @@ class Chaos:
             return
         self.c.signal(r, signal.SIGKILL)
         await self.c.wait_exit(r, 10)
-        held = await self._hold(0.5, 4)
+        held = await self._hold(0.5, 3)
         self.c.start_replica(r)
         self.note("replica_sigkill", f"replica {r.index} SIGKILLed, restarted after {held} s")
 
@@ -387,7 +387,7 @@ class Chaos:
         end = self.t0 + seconds
         for fault in self.plan(pause=pause):
             await self.inject(fault)
-            await asyncio.sleep(self.rng.uniform(0.5, 2))
+            await asyncio.sleep(self.rng.uniform(0.3, 1.2))
         others = [f for f in FAULTS if f != "broker_pause"]
         while time.monotonic() < end:
             await self.inject(self.rng.choice(others))
@@ -454,7 +454,7 @@ async def run_schedule(
         supervisor_stop = asyncio.Event()
         supervisor = asyncio.create_task(chaos.supervise(supervisor_stop), name="chaos-supervisor")
         try:
-            await asyncio.sleep(3)
+            await asyncio.sleep(2)
             await chaos.run(seconds, pause=pause)
             for r in cluster.replicas:
                 r.proxy.heal()
