@@ -16,7 +16,6 @@ import asyncpg
 
 from certrecon.store import db
 from certrecon.store.roster import import_roster
-from certrecon.worker import kafka
 from tests.support import (
     create_topics,
     eligible_roster,
@@ -48,9 +47,8 @@ async def test_a_revocation_waits_for_the_batch_in_hand_and_stops_older_fetches(
         async with running_worker(settings, fresh_database, kafka_bootstrap) as worker:
             await produce(kafka_bootstrap, messages[:30])
             await wait_for(conn, "SELECT count(*) FROM certification", lambda n: n == 30)
-            assert worker.consumer is not None
-            listener = worker.consumer._subscription.listener
-            assert isinstance(listener, kafka.StoredOffsetsListener)
+            listener = worker.listener
+            assert listener is not None
 
             # Hold the next batch's offsets write: the batch is then in hand, uncommitted.
             tx = blocker.transaction()
