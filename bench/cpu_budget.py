@@ -1,6 +1,11 @@
 """CPU accounting for the benchmarks: process CPU from /proc, and a per-stage budget from
 py-spy samples.
 
+Run as a script, it prints the CPU budget of the pure per-record path alone (no broker,
+no PostgreSQL): each stage timed on its own over the same synthetic certifications.
+
+    python bench/cpu_budget.py [--count 20000] [--repeat 3]
+
 py-spy samples the Python stacks of a running process (``--nonblocking``: the process is
 never paused) and leaves out idle samples, so the share of samples a stage holds is its
 share of the process's CPU. Each sample is put in one stage by its innermost frame that
@@ -326,3 +331,148 @@ def budget_table(
         value = "n/a" if seconds is None else f"{seconds * 1e6 / count:.1f}"
         lines.append(f"{name:<{width}}{value:>9}")
     return "\n".join(lines)
+
+
+# --- the pure per-record path, stage by stage ----------------------------------------------
+
+
+def _pure_path_budget(count: int, repeat: int) -> None:
+    import datetime as dt
+    import json
+    import sys
+    import time
+    from collections.abc import Callable
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    from tests.support import certification, eligible_roster
+
+    from certrecon.calendar import compute_deadline, default_calendar
+    from certrecon.consumers import Valid, decode
+    from certrecon.consumers.decode import MessageScan
+    from certrecon.domain import Channel, Cycle
+    from certrecon.ids import id_number_problems
+    from certrecon.reconcile import decide
+    from certrecon.settings import Settings
+    from certrecon.worker import pipeline
+    from certrecon.worker.pipeline import Inbound, PipelineConfig, process_record
+
+    now = dt.datetime(2026, 9, 30, 3, 0, tzinfo=dt.UTC)
+    config = PipelineConfig.from_settings(Settings())
+    topic_of = {c: t for t, c in config.topic_channels.items()}
+    calendar = default_calendar()
+    people = eligible_roster(count, seed=1)
+    roster = {p.id_number: p for p in people}
+    channels = list(Channel)
+    records: list[Inbound] = []
+    invalid: list[Inbound] = []
+    for i, person in enumerate(people):
+        channel = channels[i % len(channels)]
+        body = certification(f"B{i:08d}", channel, person, now - dt.timedelta(hours=1))
+        raw = json.dumps(body, ensure_ascii=False).encode()
+        records.append(Inbound(topic_of[channel], 0, i, 0, person.id_number.encode(), raw))
+        wrong = person.id_number[:17] + ("0" if person.id_number[17] != "0" else "1")
+        body["subject"]["id_number"] = wrong
+        raw = json.dumps(body, ensure_ascii=False).encode()
+        invalid.append(Inbound(topic_of[channel], 0, i, 0, wrong.encode(), raw))
+    channel_of = config.topic_channels
+    today = now.date()
+
+    certs = []
+    for r in records:
+        decoded = decode(r.value, topic=r.topic, channel=channel_of[r.topic], received_at=now)
+        assert isinstance(decoded, Valid), decoded
+        certs.append(decoded.certification)
+    started = [
+        pipeline.start_record(r, config=config, calendar=calendar, received_at=now) for r in records
+    ]
+    pendings = [s for s in started if isinstance(s, pipeline.Pending)]
+    decisions = [
+        decide(c, roster.get(c.id_number), Cycle.of(c), region_prefix=config.region_prefix)
+        for c in certs
+    ]
+
+    def scan() -> None:
+        for r in records:
+            MessageScan.of(r.value or b"")
+
+    def decode_all() -> None:
+        for r in records:
+            decode(r.value, topic=r.topic, channel=channel_of[r.topic], received_at=now)
+
+    def ids() -> None:
+        for c in certs:
+            id_number_problems(c.id_number, c.id_type, today=today)
+
+    def deadline() -> None:
+        for c in certs:
+            compute_deadline(c.certified_at, calendar, config.working_days)
+
+    def start() -> None:
+        for r in records:
+            pipeline.start_record(r, config=config, calendar=calendar, received_at=now)
+
+    def rules() -> None:
+        for c in certs:
+            decide(c, roster.get(c.id_number), Cycle.of(c), region_prefix=config.region_prefix)
+
+    def evidence() -> None:
+        for d in decisions:
+            pipeline._evidence(d)
+
+    def result() -> None:
+        for p, d in zip(pendings, decisions, strict=True):
+            pipeline._result(p.row, d, now, config)
+
+    def finish() -> None:
+        for p in pendings:
+            pipeline.finish_record(
+                p, roster.get(p.certification.id_number), config=config, calendar=calendar
+            )
+
+    def whole(batch: list[Inbound]) -> Callable[[], None]:
+        def run() -> None:
+            for r in batch:
+                process_record(r, config=config, calendar=calendar, roster=roster, received_at=now)
+
+        return run
+
+    stages: list[tuple[str, Callable[[], None]]] = [
+        ("JSON scan (duplicates, non-finite numbers)", scan),
+        ("decode + validate (includes the scan and ID checks)", decode_all),
+        ("  of which ID number checks", ids),
+        ("deadline (calendar)", deadline),
+        ("start_record (decode, deadline, sha256, row)", start),
+        ("rules (decide)", rules),
+        ("evidence JSON", evidence),
+        ("result encoding (result message bytes)", result),
+        ("finish_record (rules, evidence, result)", finish),
+        ("process_record, valid", whole(records)),
+        ("process_record, invalid (dead letter + invalid_record)", whole(invalid)),
+    ]
+    width = max(len(name) for name, _ in stages) + 2
+    print(
+        f"CPU of the pure per-record path, µs per certification "
+        f"({count:,} certifications, median of {repeat})"
+    )
+    print(f"{'stage':<{width}}{'µs/cert':>9}")
+    for name, run in stages:
+        times = []
+        for _ in range(repeat):
+            start_cpu = time.process_time()
+            run()
+            times.append(time.process_time() - start_cpu)
+        times.sort()
+        print(f"{name:<{width}}{times[len(times) // 2] * 1e6 / count:>9.1f}")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="CPU budget of the pure per-record path, stage by stage"
+    )
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    _pure_path_budget(args.count, args.repeat)

@@ -1,8 +1,16 @@
-"""The outbound result message (``schema_version`` 1) returned to the ministry system."""
+"""The outbound result message (``schema_version`` 1) returned to the ministry system.
+
+:func:`encode_result` writes a result's bytes directly: the worker encodes one per
+certification, and building a validated model only to serialise it cost more than the
+rest of the answer. :class:`ResultMessage` is the same message as a model, for reading
+results back and for code that wants the fields; its ``to_bytes`` is ``encode_result``,
+so a result has one encoding whichever way it was built.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Annotated, Self
 
@@ -10,12 +18,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, mod
 
 from certrecon.domain import Channel, Outcome
 
-__all__ = ["DECIDED_BY_RULES", "ResultMessage", "result_id"]
+__all__ = ["DECIDED_BY_RULES", "ResultMessage", "encode_result", "result_id"]
 
 DECIDED_BY_RULES = "rules"
 """``decided_by`` of an automatic result; a staff decision uses ``staff:<operator id>``."""
 
 _CERTIFICATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_DECIDED_BY = re.compile(r"rules|staff:.+")
+# JSON text of a string: non-ASCII unescaped, control characters as \u00XX (as pydantic).
+_string = json.encoder.encode_basestring
 
 
 def result_id(certification_id: str, revision: int) -> str:
@@ -94,9 +105,78 @@ class ResultMessage(BaseModel):
 
     def to_bytes(self) -> bytes:
         """Compact UTF-8 JSON, non-ASCII text unescaped, keys in schema order."""
-        return self.model_dump_json().encode("utf-8")
+        return encode_result(
+            certification_id=self.certification_id,
+            revision=self.revision,
+            channel=self.channel,
+            id_number=self.id_number,
+            outcome=self.outcome,
+            reason=self.reason,
+            certified_at=self.certified_at,
+            due_date=self.due_date,
+            decided_at=self.decided_at,
+            decided_by=self.decided_by,
+        )[1]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ResultMessage:
         """Parse a result message (e.g. read back from the result topic)."""
         return cls.model_validate_json(data)
+
+
+def encode_result(
+    *,
+    certification_id: str,
+    revision: int,
+    channel: Channel,
+    id_number: str,
+    outcome: Outcome,
+    reason: str,
+    certified_at: str,
+    due_date: dt.date,
+    decided_at: dt.datetime,
+    decided_by: str,
+) -> tuple[str, bytes]:
+    """The ``result_id`` and the bytes of a result message: compact UTF-8 JSON, non-ASCII
+    text unescaped, keys in ``result.schema.json``'s order, ``decided_at`` in RFC 3339
+    (``Z`` for UTC, microseconds only when there are any).
+
+    Raises ``ValueError`` for what the schema refuses: a malformed certification_id, a
+    revision below 1, a naive ``decided_at``, a ``decided_by`` other than ``rules`` or
+    ``staff:<id>``, a text that is not a string or cannot be written as UTF-8.
+    """
+    rid = result_id(certification_id, revision)
+    if not (type(id_number) is type(reason) is type(certified_at) is type(decided_by) is str):
+        raise ValueError("result texts must be strings")
+    if decided_by != DECIDED_BY_RULES and not _DECIDED_BY.fullmatch(decided_by):
+        raise ValueError("decided_by must be rules or staff:<id>")
+    if type(due_date) is not dt.date:
+        raise ValueError("due_date must be a date")
+    if type(channel) is not Channel:
+        channel = Channel(channel)
+    if type(outcome) is not Outcome:
+        outcome = Outcome(outcome)
+    text = (
+        f'{{"schema_version":1,"result_id":"{rid}","certification_id":"{certification_id}",'
+        f'"channel":"{channel.value}","id_number":{_string(id_number)},'
+        f'"outcome":"{outcome.value}","reason":{_string(reason)},'
+        f'"certified_at":{_string(certified_at)},"due_date":"{due_date.isoformat()}",'
+        f'"decided_at":"{_rfc3339(decided_at)}","decided_by":{_string(decided_by)}}}'
+    )
+    # A lone surrogate cannot be written: UnicodeEncodeError is a ValueError.
+    return rid, text.encode("utf-8")
+
+
+def _rfc3339(value: dt.datetime) -> str:
+    """``value`` as pydantic writes an aware datetime: ``Z`` for a zero offset, else
+    ``±HH:MM`` (seconds of an offset dropped), fraction only when not zero."""
+    offset = value.utcoffset()
+    if offset is None:
+        raise ValueError("decided_at must be timezone-aware")
+    local = value.replace(tzinfo=None).isoformat()
+    seconds = int(offset.total_seconds())
+    if seconds == 0:
+        return f"{local}Z"
+    sign = "-" if seconds < 0 else "+"
+    minutes = abs(seconds) // 60
+    return f"{local}{sign}{minutes // 60:02d}:{minutes % 60:02d}"

@@ -38,8 +38,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainValidator,
-    StrictInt,
     StrictStr,
     ValidationInfo,
     field_validator,
@@ -47,7 +45,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from certrecon.calendar.model import FIRST_YEAR, LAST_YEAR
-from certrecon.domain import CST, Certification, Channel, FaceMatch, IdType, Method, Person
+from certrecon.domain import CST, Certification, Channel, IdType
 from certrecon.ids import id_number_problems, normalise_id_number
 from certrecon.text import NAME_CONTROL, is_hidden, name_problem
 
@@ -60,12 +58,9 @@ __all__ = [
     "MESSAGE_NOT_UTF8",
     "MESSAGE_TOMBSTONE",
     "NAME_MAX_LENGTH",
-    "CertificationWire",
     "DecodeContext",
     "Decoded",
     "Invalid",
-    "OnBehalfWire",
-    "ResidenceWire",
     "SubjectWire",
     "Timestamp",
     "Valid",
@@ -170,13 +165,6 @@ def rule_failure(*problems: str, sub: str | None = None) -> PydanticCustomError:
     return PydanticCustomError(ERROR_TYPE, "{problems}", {"problems": problems, "sub": sub})
 
 
-def _context(info: ValidationInfo) -> DecodeContext:
-    ctx = info.context
-    if not isinstance(ctx, DecodeContext):
-        raise TypeError("validate with context=DecodeContext(...)")
-    return ctx
-
-
 def name_problems(value: str) -> list[str]:
     """The content rules of a name (its length is checked with its type): not blank, and
     none of the characters :func:`certrecon.text.name_problem` refuses."""
@@ -200,17 +188,6 @@ def _check_name(value: str) -> str:
 
 def _null_is_resident(value: object) -> object:
     return IdType.RESIDENT_ID.value if value is None else value
-
-
-def _parse_certified_at(value: object, info: ValidationInfo) -> Timestamp:
-    ctx = _context(info)
-    parsed = parse_rfc3339(value) if isinstance(value, str) else None
-    if parsed is None or not isinstance(value, str):
-        raise rule_failure(TEXT_CERTIFIED_AT_FORMAT)
-    problems = certified_at_problems(parsed, ctx)
-    if problems:
-        raise rule_failure(*problems)
-    return Timestamp(value, parsed)
 
 
 def certified_at_problems(parsed: dt.datetime, ctx: DecodeContext) -> list[str]:
@@ -293,91 +270,6 @@ class SubjectWire(BaseModel):
         # Absent from info.data when id_type itself failed; its own error says so.
         id_type = info.data.get("id_type")
         return _check_id_number(value, id_type if isinstance(id_type, IdType) else None, info)
-
-
-class OnBehalfWire(BaseModel):
-    """``on_behalf``: the person who certified for the subject (代他人认证)."""
-
-    model_config = ConfigDict(strict=True, frozen=True)
-
-    id_number: StrictStr
-    name: Name
-
-    @field_validator("id_number")
-    @classmethod
-    def _id_number(cls, value: str, info: ValidationInfo) -> str:
-        return _check_id_number(value, None, info)
-
-
-class ResidenceWire(BaseModel):
-    """``residence``: where the subject lives."""
-
-    model_config = ConfigDict(strict=True, frozen=True)
-
-    country: Annotated[StrictStr, Field(pattern=r"^[A-Z]{2}$")] | None = None
-    region_code: StrictStr | None = None
-
-
-class CertificationWire(BaseModel):
-    """An inbound certification, ``schema_version`` 1; unknown top-level fields are kept."""
-
-    model_config = ConfigDict(strict=True, frozen=True, extra="allow")
-
-    schema_version: Annotated[StrictInt, Field(ge=1, le=1)]
-    certification_id: Annotated[StrictStr, Field(pattern=CERTIFICATION_ID_PATTERN)]
-    channel: Channel
-    subject: SubjectWire
-    certified_at: Annotated[Timestamp, PlainValidator(_parse_certified_at)]
-    method: Method
-    face_match: FaceMatch
-    on_behalf: OnBehalfWire | None = None
-    # validate_default: the consular rule must also fire when residence is left out.
-    residence: ResidenceWire | None = Field(default=None, validate_default=True)
-    insured_region: Annotated[StrictStr, Field(pattern=r"^[0-9]{6}$")]
-
-    @field_validator("channel")
-    @classmethod
-    def _channel(cls, value: Channel, info: ValidationInfo) -> Channel:
-        ctx = _context(info)
-        if value is not ctx.channel:
-            raise rule_failure(
-                f"{value.value} does not match topic {ctx.topic} (channel {ctx.channel.value})"
-            )
-        return value
-
-    @field_validator("residence")
-    @classmethod
-    def _residence(cls, value: ResidenceWire | None, info: ValidationInfo) -> ResidenceWire | None:
-        # The topic decides the channel: a message claiming another one is rejected anyway.
-        if _context(info).channel is Channel.CONSULAR:
-            country = value.country if value is not None else None
-            if country is None:
-                raise rule_failure(TEXT_COUNTRY_REQUIRED, sub="country")
-            if country == "CN":
-                raise rule_failure(TEXT_COUNTRY_CN, sub="country")
-        return value
-
-    def to_certification(self) -> Certification:
-        """The domain object for this (valid) message."""
-        on_behalf = self.on_behalf
-        return Certification(
-            certification_id=self.certification_id,
-            channel=self.channel,
-            id_type=self.subject.id_type,
-            id_number=self.subject.id_number,
-            name=self.subject.name,
-            certified_at=self.certified_at.value,
-            certified_at_raw=self.certified_at.raw,
-            method=self.method,
-            face_match=self.face_match,
-            insured_region=self.insured_region,
-            on_behalf=None if on_behalf is None else _person(on_behalf),
-            residence_country=None if self.residence is None else self.residence.country,
-        )
-
-
-def _person(wire: OnBehalfWire) -> Person:
-    return Person(id_number=wire.id_number, name=wire.name)
 
 
 @dataclass(frozen=True, slots=True)

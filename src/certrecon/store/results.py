@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from certrecon.domain import Channel, Outcome
-from certrecon.results import ResultMessage
+from certrecon.results import ResultMessage, encode_result
 from certrecon.store import ledger
 from certrecon.store.db import Conn
 
@@ -78,8 +78,13 @@ class PreparedResult:
     """A result revision with its message encoded: what is stored and published."""
 
     result: NewResult
-    message: ResultMessage
+    result_id: str
     payload: bytes
+
+    @property
+    def message(self) -> ResultMessage:
+        """The result as a model (built on demand: the hot path needs only the bytes)."""
+        return self.result.message()
 
 
 def prepare_result(result: NewResult) -> PreparedResult:
@@ -88,12 +93,22 @@ def prepare_result(result: NewResult) -> PreparedResult:
     Pure, so the worker encodes before it writes: a result that cannot be encoded fails
     its own record, not the batch's transaction.
     """
-    message = result.message()
-    payload = message.to_bytes()
+    rid, payload = encode_result(
+        certification_id=result.certification_id,
+        revision=result.revision,
+        channel=result.channel,
+        id_number=result.id_number,
+        outcome=result.outcome,
+        reason=result.reason,
+        certified_at=result.certified_at_raw,
+        due_date=result.due_date,
+        decided_at=result.decided_at,
+        decided_by=result.decided_by,
+    )
     # PostgreSQL's jsonb refuses \u0000, and the payload is stored as jsonb.
     if b"\\u0000" in payload:
         raise ValueError("the result message contains a NUL character")
-    return PreparedResult(result, message, payload)
+    return PreparedResult(result, rid, payload)
 
 
 async def enqueue(conn: Conn, messages: Sequence[OutboxMessage]) -> None:
@@ -125,7 +140,8 @@ async def enqueue(conn: Conn, messages: Sequence[OutboxMessage]) -> None:
 async def record_results(
     conn: Conn, results: Sequence[NewResult | PreparedResult], *, topic: str
 ) -> list[ResultMessage]:
-    """Store result revisions and enqueue their messages, in the caller's transaction.
+    """Store result revisions and enqueue their messages, in the caller's transaction, and
+    return the messages.
 
     The outbox row (message_id = result_id) keeps the bytes published, so a re-send after a
     crash is identical to the first send.
@@ -133,19 +149,19 @@ async def record_results(
     if not results:
         return []
     prepared = [r if isinstance(r, PreparedResult) else prepare_result(r) for r in results]
-    return await _record_prepared(conn, prepared, topic=topic)
+    await record_prepared(conn, prepared, topic=topic)
+    return [p.result.message() for p in prepared]
 
 
-async def _record_prepared(
-    conn: Conn, prepared: Sequence[PreparedResult], *, topic: str
-) -> list[ResultMessage]:
+async def record_prepared(conn: Conn, prepared: Sequence[PreparedResult], *, topic: str) -> None:
+    """:func:`record_results` for results already encoded, without reading them back."""
+    if not prepared:
+        return
     results = [p.result for p in prepared]
-    messages = [p.message for p in prepared]
-    payloads = [p.payload for p in prepared]
     columns: list[list[Any]] = [
         [r.certification_id for r in results],
         [r.revision for r in results],
-        [m.result_id for m in messages],
+        [p.result_id for p in prepared],
         [r.outcome.value for r in results],
         [r.reason for r in results],
         [r.decided_at for r in results],
@@ -156,12 +172,8 @@ async def _record_prepared(
     await ledger.record_columns(conn, "result", [*columns, [None] * len(results)])
     await enqueue(
         conn,
-        [
-            OutboxMessage(m.result_id, "result", topic, r.key, p)
-            for r, m, p in zip(results, messages, payloads, strict=True)
-        ],
+        [OutboxMessage(p.result_id, "result", topic, p.result.key, p.payload) for p in prepared],
     )
-    return messages
 
 
 _INSERT_FAILURES = """

@@ -54,7 +54,7 @@ from certrecon.store.results import (
     PreparedResult,
     enqueue,
     prepare_result,
-    record_results,
+    record_prepared,
 )
 from certrecon.store.roster import RosterVersion, fetch_roster_versions
 
@@ -755,7 +755,7 @@ async def _write_decisions(
     reviews = [(s.row.certification_id, s.decision.review) for s in items if s.decision.review]
     report.queued_for_review = [(c, r.value) for c, r in reviews if r is not None]
     await batches.insert_review_items(conn, report.queued_for_review, now)
-    await record_results(
+    await record_prepared(
         conn, [s.result for s in items if isinstance(s, Answered)], topic=config.result_topic
     )
 
