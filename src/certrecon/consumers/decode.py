@@ -94,9 +94,11 @@ def decode(
         raise ValueError("max_skew must not be negative")
     if value is None:
         return Invalid(channel=channel, errors=(MESSAGE_TOMBSTONE,), raw=None)
-    context = DecodeContext(topic, channel, received_at, max_skew)
-    if supported is not None:
-        context = context._replace(supported=supported)
+    context = (
+        DecodeContext(topic, channel, received_at, max_skew)
+        if supported is None
+        else DecodeContext(topic, channel, received_at, max_skew, supported)
+    )
     try:
         document = from_json(value)
     except ValueError:
@@ -119,7 +121,9 @@ def decode(
     if scan.problems:
         return _partial(scan.document, tuple(scan.problems), value, context)
     assert certification is not None
-    extra = {k: v for k, v in document.items() if k not in FIELDS}
+    extra = (
+        {} if document.keys() <= FIELDS else {k: v for k, v in document.items() if k not in FIELDS}
+    )
     return Valid(certification=certification, raw=value, extra=MappingProxyType(extra))
 
 
@@ -156,16 +160,14 @@ class MessageScan:
             text = value.decode("utf-8")
             # The common case in one pass with plain dicts; only a message with something
             # to report is parsed again, as pairs, to say where.
-            clean = _Clean()
-            document = json.loads(
-                text,
-                object_pairs_hook=clean.object,
-                parse_constant=clean.constant,
-                parse_float=clean.number,
-            )
-            if clean and "\\u0000" not in text:
-                scan.document = document if isinstance(document, dict) else None
-                return scan
+            try:
+                document = _CLEAN.decode(text)
+            except _Dirty:
+                pass
+            else:
+                if "\\u0000" not in text:
+                    scan.document = document if isinstance(document, dict) else None
+                    return scan
             parsed = json.loads(
                 text, object_pairs_hook=_Pairs, parse_constant=_NonFinite, parse_float=_number
             )
@@ -182,31 +184,32 @@ class MessageScan:
         return scan
 
 
-class _Clean:
-    """Parser hooks that only notice whether a key repeats or a number is not finite."""
+class _Dirty(Exception):
+    """Raised by the first parse's hooks at the first repeated key or non-finite number."""
 
-    __slots__ = ("ok",)
 
-    def __init__(self) -> None:
-        self.ok = True
+def _clean_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise _Dirty
+    return document
 
-    def __bool__(self) -> bool:
-        return self.ok
 
-    def object(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        document = dict(pairs)
-        if len(document) != len(pairs):
-            self.ok = False
-        return document
+def _clean_constant(name: str) -> None:
+    raise _Dirty
 
-    def constant(self, name: str) -> None:
-        self.ok = False
 
-    def number(self, text: str) -> float:
-        value = float(text)
-        if not math.isfinite(value):
-            self.ok = False
-        return value
+def _clean_number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Dirty
+    return value
+
+
+# Built once: hooks that keep no state, so one decoder serves every message.
+_CLEAN = json.JSONDecoder(
+    object_pairs_hook=_clean_object, parse_constant=_clean_constant, parse_float=_clean_number
+)
 
 
 class _Pairs(list[tuple[str, Any]]):

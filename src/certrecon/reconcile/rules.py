@@ -90,7 +90,8 @@ def _decision(
         rule_version=RULE_VERSION,
         outcome=outcome,
         review=review,
-        evidence=MappingProxyType(dict(evidence)),
+        # decide builds a fresh dict per call and never touches it after this: no copy.
+        evidence=MappingProxyType(evidence),
     )
 
 
@@ -153,8 +154,9 @@ def decide(
         )
 
     # 4. Cycle scope.
+    cutoff = cycle.payment_cutoff
     evidence["cycle"] = cycle.year
-    evidence["payment_cutoff"] = cycle.payment_cutoff.isoformat()
+    evidence["payment_cutoff"] = cutoff.isoformat()
     evidence["roster_first_paid_on"] = _iso(roster.first_paid_on)
     if roster.first_paid_on is None:
         return _decision(
@@ -163,34 +165,23 @@ def decide(
             outcome=Outcome.NOT_IN_SCOPE,
             reason=f"{_NOT_IN_SCOPE}: no first monthly payment on the roster",
         )
-    if roster.first_paid_on > cycle.payment_cutoff:
+    if roster.first_paid_on > cutoff:
         return _decision(
             evidence,
             rule="first_payment_after_cutoff",
             outcome=Outcome.NOT_IN_SCOPE,
             reason=f"{_NOT_IN_SCOPE}: first payment {roster.first_paid_on.isoformat()} is "
-            f"after the {cycle.year} cycle cut-off {cycle.payment_cutoff.isoformat()}",
+            f"after the {cycle.year} cycle cut-off {cutoff.isoformat()}",
         )
 
     # 5. Comparison evidence: staff verify it person by person (逐人核实).
-    evidence["comparison_evidence"] = comparison.records()
-    if comparison.under_review:
-        return _decision(
-            evidence,
-            rule="evidence_under_review",
-            review=ReviewReason.COMPARISON_EVIDENCE,
-            reason=f"{_REVIEW}: comparison evidence of death or imprisonment is being "
-            "verified for this person; the certification waits for the verdict",
-        )
-    lost = comparison.lost_on(day)
-    if lost is not None:
-        return _decision(
-            evidence,
-            rule="eligibility_lost_confirmed",
-            outcome=Outcome.ELIGIBILITY_LOST,
-            reason=f"{_LOST}: staff confirmed comparison evidence; eligibility lost from "
-            f"{lost.start.isoformat()}, covering {day.isoformat()}",
-        )
+    if not comparison.findings:
+        # Nearly everyone: nothing under review, no confirmed loss.
+        evidence["comparison_evidence"] = []
+    else:
+        held = _by_comparison(evidence, comparison, day)
+        if held is not None:
+            return held
 
     # 6. Local records of death or imprisonment: a person decides, not the rules.
     evidence["roster_deceased_on"] = _iso(roster.deceased_on)
@@ -253,3 +244,29 @@ def decide(
         outcome=Outcome.QUALIFIED,
         reason=_QUALIFIED,
     )
+
+
+def _by_comparison(
+    evidence: dict[str, Any], comparison: PersonEvidence, day: dt.date
+) -> Decision | None:
+    """Rule 5 for a person with comparison evidence: held while it is under review, lost
+    when a confirmed loss covers ``day``; else None, and the rules go on."""
+    evidence["comparison_evidence"] = comparison.records()
+    if comparison.under_review:
+        return _decision(
+            evidence,
+            rule="evidence_under_review",
+            review=ReviewReason.COMPARISON_EVIDENCE,
+            reason=f"{_REVIEW}: comparison evidence of death or imprisonment is being "
+            "verified for this person; the certification waits for the verdict",
+        )
+    lost = comparison.lost_on(day)
+    if lost is not None:
+        return _decision(
+            evidence,
+            rule="eligibility_lost_confirmed",
+            outcome=Outcome.ELIGIBILITY_LOST,
+            reason=f"{_LOST}: staff confirmed comparison evidence; eligibility lost from "
+            f"{lost.start.isoformat()}, covering {day.isoformat()}",
+        )
+    return None

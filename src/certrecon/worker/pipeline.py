@@ -482,8 +482,13 @@ def _describe(exc: BaseException) -> str:
     return f"{name} in {code.co_name} at {os.path.basename(code.co_filename)}:{tb.tb_lineno}"
 
 
+# Built once: json.dumps with options builds a new encoder per call.
+_EVIDENCE_JSON = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
 def _evidence(decision: Decision) -> str:
-    return json.dumps(dict(decision.evidence), ensure_ascii=False, default=str)
+    """The decision's evidence as JSON text, built once per decision and stored as is."""
+    return _EVIDENCE_JSON(dict(decision.evidence))
 
 
 def _result(
