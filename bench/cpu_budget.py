@@ -85,14 +85,14 @@ def machine_busy_seconds() -> float:
 # --- stages -------------------------------------------------------------------------------
 
 KAFKA_FETCH = "Kafka fetch (aiokafka consumer, records)"
-DECODE = "decode + validate (pydantic models)"
+DECODE = "decode + validate (fields, JSON scan)"
 ID_CHECKS = "ID number checks"
 DEADLINE = "deadline (calendar)"
 ROSTER = "roster look-up"
 RULES = "rules"
 PREPARE_REST = "prepare: sha256, row objects"
 COMMIT_BUILD = "commit: column lists, evidence JSON"
-RESULT_ENCODING = "result encoding (ResultMessage, outbox rows)"
+RESULT_ENCODING = "result encoding (result bytes, outbox rows)"
 COMMIT_DB = "asyncpg: commit writes (arguments, protocol)"
 RELAY_DB = "relay: database"
 RELAY_SEND = "relay: Kafka send (aiokafka producer)"
