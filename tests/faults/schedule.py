@@ -376,19 +376,22 @@ class Chaos:
 
     # -- the whole run ----------------------------------------------------------------
 
-    def plan(self, *, pause: bool) -> list[str]:
-        """Every kind of fault once (the broker pause only when asked), in a seeded order."""
-        order = [f for f in FAULTS if pause or f != "broker_pause"]
+    def plan(self, *, pause: bool, leave_out: frozenset[str] = frozenset()) -> list[str]:
+        """Every kind of fault once (the broker pause only when asked, none of
+        ``leave_out``), in a seeded order."""
+        order = [f for f in FAULTS if (pause or f != "broker_pause") and f not in leave_out]
         self.rng.shuffle(order)
         return order
 
-    async def run(self, seconds: float, *, pause: bool) -> None:
+    async def run(
+        self, seconds: float, *, pause: bool, leave_out: frozenset[str] = frozenset()
+    ) -> None:
         """Every kind once, then faults chosen at random until ``seconds`` have passed."""
         end = self.t0 + seconds
-        for fault in self.plan(pause=pause):
+        for fault in self.plan(pause=pause, leave_out=leave_out):
             await self.inject(fault)
             await asyncio.sleep(self.rng.uniform(0.3, 1.2))
-        others = [f for f in FAULTS if f != "broker_pause"]
+        others = [f for f in FAULTS if f != "broker_pause" and f not in leave_out]
         while time.monotonic() < end:
             await self.inject(self.rng.choice(others))
             await asyncio.sleep(self.rng.uniform(0.5, 3))
@@ -432,6 +435,7 @@ async def run_schedule(
     seed: int,
     seconds: float,
     pause: bool = True,
+    leave_out: frozenset[str] = frozenset(),
     replicas: int = 3,
     rate: float = 40.0,
     progress: Callable[[str], None] = print,
@@ -455,7 +459,7 @@ async def run_schedule(
         supervisor = asyncio.create_task(chaos.supervise(supervisor_stop), name="chaos-supervisor")
         try:
             await asyncio.sleep(2)
-            await chaos.run(seconds, pause=pause)
+            await chaos.run(seconds, pause=pause, leave_out=leave_out)
             for r in cluster.replicas:
                 r.proxy.heal()
                 if not r.alive:
