@@ -107,7 +107,8 @@ async def produce_forever(bootstrap: str, topics: list[str], rate: float, seed: 
 
 
 async def lag_of(worker: object) -> int:
-    consumer = getattr(worker, "consumer", None)
+    listener = getattr(worker, "listener", None)
+    consumer = getattr(listener, "consumer", None)
     if consumer is None:
         return -1
     total = 0

@@ -283,7 +283,8 @@ class StoredOffsetsListener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
         self, consumer: AIOKafkaConsumer, load_offsets: OffsetLoader, batch_lock: asyncio.Lock
     ) -> None:
-        self._consumer = consumer
+        self.consumer = consumer
+        """The consumer it serves (read by health checks and benchmarks for positions)."""
         self._load = load_offsets
         self._lock = batch_lock
         self.assigned: frozenset[TopicPartition] = frozenset()
@@ -312,7 +313,7 @@ class StoredOffsetsListener(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp in assigned:
             # Offset 0 on a partition whose log starts later is out of range, and the
             # consumer's reset policy (earliest) then moves to the log start.
-            self._consumer.seek(tp, stored.get(tp, 0))
+            self.consumer.seek(tp, stored.get(tp, 0))
         self.assigned = frozenset(assigned)
         self.epoch += 1
         log.info("partitions assigned", partitions=_names(assigned), stored=len(stored))
