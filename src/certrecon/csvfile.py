@@ -147,9 +147,12 @@ def check_header(
     header: tuple[str, ...],
     source: str,
     error: type[FileRejectedError],
-) -> None:
-    """Read line 1 and raise ``error`` unless it is ``header``."""
-    expected = ",".join(header)
+    optional: tuple[str, ...] = (),
+) -> int:
+    """Read line 1 and raise ``error`` unless it is ``header``, optionally followed by the
+    first columns of ``optional``; returns the number of columns the file has."""
+    accepted = [header + optional[:k] for k in range(len(optional) + 1)]
+    expected = " or ".join(",".join(h) for h in accepted)
     try:
         found_row = next(reader)
     except StopIteration:
@@ -162,7 +165,7 @@ def check_header(
             f"{source}: line 1 is not a CSV header: {exc}", [(1, f"not CSV: {exc}")]
         ) from None
     found = tuple(cell.strip() for cell in found_row)
-    if found != header:
+    if found not in accepted:
         # Column names have no digits; a first line with digits is a data row, whose ID
         # number and name must not end up in the message.
         shown = (
@@ -173,6 +176,7 @@ def check_header(
         raise error(
             f"{source}: line 1 must be the header {expected} ({shown})", [(1, "wrong header")]
         )
+    return len(found)
 
 
 def data_rows(
@@ -182,15 +186,20 @@ def data_rows(
     *,
     source: str,
     error: type[FileRejectedError],
+    optional: tuple[str, ...] = (),
 ) -> Iterator[tuple[int, list[str]]]:
     """The data rows of a CSV given as text lines (line ends kept), with their file line.
 
     The header is checked when the first row is asked for (a wrong one raises ``error``
-    at once). Rows that are not valid CSV go to ``problems``; blank lines are skipped.
-    Cells are given as read (not stripped).
+    at once); it may add the first columns of ``optional`` after ``header``, and rows of a
+    file without some of them get empty cells for them; then a row with another number of
+    cells than the header goes to ``problems`` and is yielded with its first cell only (a key
+    for finding repeats). Rows that are not
+    valid CSV go to ``problems``; blank lines are skipped. Cells are given as read (not stripped).
     """
     reader = csv.reader(_strip_bom(iter(lines)), strict=True)
-    check_header(reader, header, source, error)
+    width = check_header(reader, header, source, error, optional)
+    missing = [""] * (len(header) + len(optional) - width)
     last_line = reader.line_num
     while True:
         line = last_line + 1
@@ -205,6 +214,12 @@ def data_rows(
         last_line = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # blank lines, such as a trailing one, carry no row
+        if optional and len(row) != width:
+            # The caller cannot tell a short row of a wide file from a row of a narrow one.
+            problems.add(line, f"expected {width} cells, found {len(row)}")
+            row = row[:1]
+        elif missing:
+            row.extend(missing)
         yield line, row
 
 

@@ -48,11 +48,16 @@ HEADER: tuple[str, ...] = (
     "insured_region",
 )
 """The contract's header, in this order."""
+OPTIONAL: tuple[str, ...] = ("suspended_on",)
+"""Columns a file may add after :data:`HEADER` (contract 1.1); without them they are empty."""
+COLUMNS = HEADER + OPTIONAL
 
 __all__ = [
+    "COLUMNS",
     "HEADER",
     "MAX_LINE_BYTES",
     "MAX_PROBLEMS_KEPT",
+    "OPTIONAL",
     "ByteProgress",
     "Problems",
     "RosterFile",
@@ -90,7 +95,10 @@ def iter_rows(
     Duplicate ID numbers are *not* detected here: that needs the whole file.
     """
     dates = DateCells()
-    for line, row in data_rows(lines, HEADER, problems, source=source, error=RosterImportError):
+    rows = data_rows(
+        lines, HEADER, problems, source=source, error=RosterImportError, optional=OPTIONAL
+    )
+    for line, row in rows:
         record, row_problems = _check_row(row, dates)
         for problem in row_problems:
             problems.add(line, problem)
@@ -138,10 +146,10 @@ def _collect(rows: Iterable[RosterRow], problems: Problems) -> list[RosterRecord
 
 def _check_row(row: list[str], dates: DateCells) -> tuple[RosterRecord | None, list[str]]:
     """The record for one data row, or None with the reasons it is not one."""
-    if len(row) != len(HEADER):
-        return None, [f"expected {len(HEADER)} cells, found {len(row)}"]
+    if len(row) != len(COLUMNS):
+        return None, []  # data_rows reported it, with the file's own number of columns
     problems: list[str] = []
-    id_number, name, benefit_type, status_text, paid, died, jailed, released, region = (
+    id_number, name, benefit_type, status_text, paid, died, jailed, released, region, held = (
         cell.strip() for cell in row
     )
 
@@ -180,6 +188,7 @@ def _check_row(row: list[str], dates: DateCells) -> tuple[RosterRecord | None, l
         elif imprisoned_from is not None and imprisoned_until < imprisoned_from:
             problems.append("imprisoned_until is before imprisoned_from")
 
+    suspended_on = dates.parse("suspended_on", held, problems)
     if region and not _REGION.fullmatch(region):
         problems.append(f"insured_region {shorten(region, 40)!r} is not a 6-digit division code")
 
@@ -196,6 +205,7 @@ def _check_row(row: list[str], dates: DateCells) -> tuple[RosterRecord | None, l
             deceased_on=deceased_on,
             imprisoned_from=imprisoned_from,
             imprisoned_until=imprisoned_until,
+            suspended_on=suspended_on,
         ),
         problems,
     )

@@ -64,6 +64,52 @@ async def one_of_everything(conn: asyncpg.Connection) -> None:
             " VALUES ('too-big', 'MessageSizeTooLargeError', now())",
         )
 
+    await cycle_facts(conn)
+
+
+async def cycle_facts(conn: asyncpg.Connection) -> None:
+    """A row in every table of the certification cycle."""
+    async with conn.transaction():
+        ref = await conn.fetchval(
+            """
+            INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name,
+                                             event_date, via, file_name, file_sha256, file_line)
+            VALUES ('civil_affairs:cremation', 'E1', 'death', '11010519491231002X', '张秀英',
+                    '2024-05-30', 'file', 'deaths.csv', '\\x00', 2)
+            RETURNING id
+            """
+        )
+        await conn.execute(
+            "INSERT INTO evidence_review_item (evidence_ref, id_number)"
+            " VALUES ($1, '11010519491231002X')",
+            ref,
+        )
+    await conn.execute(
+        """
+        INSERT INTO evidence_verdict (decision_id, evidence_ref, verdict, effective_date,
+                                      decided_by, decided_at)
+        VALUES ('D1', $1, 'confirmed', '2024-05-30', 'staff:s1', $2)
+        """,
+        ref,
+        cst(2024, 6, 4, 9),
+    )
+    await conn.execute(
+        """
+        INSERT INTO assisted_certification (id_number, how, certified_at, local_date, decided_by)
+        VALUES ('11010519491231002X', 'home_visit', $1, '2024-03-01', 'staff:s1')
+        """,
+        cst(2024, 3, 1, 10),
+    )
+    await conn.execute(
+        """
+        INSERT INTO benefit_action (action_id, action, id_number, year, reason, decided_by,
+                                    effective_date, raised_at)
+        VALUES ('11010519491231002X:2024:stop', 'stop', '11010519491231002X', 2024, 'died',
+                'staff:s1', '2024-05-30', $1)
+        """,
+        cst(2024, 6, 4, 9),
+    )
+
 
 async def link_count(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM ledger_link"))

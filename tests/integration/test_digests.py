@@ -10,6 +10,7 @@ import asyncpg
 from certrecon.audit.digest import FORMAT, TABLES, row_digest
 from certrecon.audit.verify import verify
 from certrecon.store import batches, ledger
+from certrecon.store.audit import row_bytes_sql
 from tests.integration.ledger_support import one_of_everything
 from tests.integration.sla_support import add_certification, cst, return_result
 
@@ -56,10 +57,10 @@ async def _database_agrees(conn: asyncpg.Connection) -> int:
     compared = 0
     for name, spec in TABLES.items():
         k = spec.key
-        sent = ", ".join(f"t.{c}" for c in spec.column_names)
+        sent = row_bytes_sql(spec, "t")
         rows = await conn.fetch(
             f"""
-            SELECT k.key, k.digest = sha256($2::bytea || record_send(ROW({sent}))) AS same
+            SELECT k.key, k.digest = sha256($2::bytea || {sent}) AS same
             FROM ledger_entry e, unnest(e.keys, e.digests) AS k(key, digest), {name} t
             WHERE e.table_name = $1 AND e.format = $3 AND t.{k}::text = k.key
             """,

@@ -240,3 +240,26 @@ def test_roster_show_gives_the_entry_as_it_was(
     assert before.exit_code == 0
     assert "no roster entry" in before.output
     assert runner.invoke(cli, ["roster", "show", "11010519491231002X"]).exit_code == 2
+
+
+async def test_suspended_on_is_stored_and_a_change_of_it_is_a_new_version(
+    conn: asyncpg.Connection,
+) -> None:
+    from certrecon.domain import RosterRecord, RosterStatus
+    from certrecon.store.roster import fetch_roster, import_roster, roster_history
+
+    person = RosterRecord(
+        id_number="11010519491231002X",
+        name="张秀英",
+        benefit_type="basic_pension",
+        status=RosterStatus.SUSPENDED,
+        insured_region="110105",
+        first_paid_on=dt.date(2010, 1, 1),
+    )
+    await import_roster(conn, [person])
+    held = dataclasses.replace(person, suspended_on=dt.date(2024, 3, 1))
+    summary = await import_roster(conn, [held])
+    assert (summary.inserted, summary.updated) == (0, 1)
+    assert (await fetch_roster(conn, [person.id_number]))[person.id_number] == held
+    history = await roster_history(conn, person.id_number)
+    assert [v.record.suspended_on for v in history] == [None, dt.date(2024, 3, 1)]

@@ -337,3 +337,55 @@ async def test_tables_read_in_parts_on_several_connections_find_the_same(
         }
     finally:
         await conn.close()
+
+
+async def test_roster_rows_digested_before_suspended_on_stay_verifiable(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """roster_version gained suspended_on (sql/0007) after rows were digested without it:
+    those rows verify as recorded, rows with it set verify, and setting it on an old row is
+    caught, as is clearing it on a new one."""
+    sql = Path(__file__).parents[2] / "sql"
+    migrations = load_migrations()
+    for m in migrations:
+        if m.name < "0007":
+            shutil.copy(sql / f"{m.name}.sql", tmp_path)
+    insert = """
+        INSERT INTO roster_version (id_number, name, benefit_type, status, insured_region{})
+        VALUES ($1, '张秀英', 'basic_pension', 'active', '110105'{}) RETURNING version
+    """
+    conn = await db.connect(empty_database)
+    try:
+        await migrate(conn, tmp_path)
+        old = await conn.fetchval(insert.format("", ""), "11010519491231002X")
+        for m in migrations:
+            shutil.copy(sql / f"{m.name}.sql", tmp_path)
+        await migrate(conn, tmp_path)
+        new = await conn.fetchval(
+            insert.format(", suspended_on", ", '2024-05-01'"), "11010519491231003X"
+        )
+        plain = await conn.fetchval(insert.format("", ""), "11010519491231004X")
+        assert (await verify(conn)).intact
+        for version, change in (
+            (old, "suspended_on = '2024-05-01'"),
+            (new, "suspended_on = NULL"),
+            (plain, "suspended_on = '2024-05-01'"),
+        ):
+            await tamper(
+                conn,
+                "roster_version",
+                f"UPDATE roster_version SET {change} WHERE version = {version}",
+            )
+            report = await verify(conn)
+            assert [(p.table, p.key, "differs" in p.what) for p in report.problems] == [
+                ("roster_version", str(version), True)
+            ]
+            restore = "'2024-05-01'" if version == new else "NULL"
+            await tamper(
+                conn,
+                "roster_version",
+                f"UPDATE roster_version SET suspended_on = {restore} WHERE version = {version}",
+            )
+        assert (await verify(conn)).intact
+    finally:
+        await conn.close()

@@ -324,3 +324,30 @@ def test_the_header_is_checked_on_opening(tmp_path: Path) -> None:
     path.write_text("a,b\n" + f"{ID1},张三,basic_pension,active,,,,,\n" * 10, "utf-8")
     with pytest.raises(RosterImportError, match="line 1 must be the header"):
         RosterFile(path).__enter__()
+
+
+def test_the_optional_suspended_on_column() -> None:
+    wide = csv_text(
+        f"{ID1},张三,basic_pension,suspended,2010-01-01,,,,110105,2024-03-01",
+        f"{ID2},李四,basic_pension,active,2010-01-01,,,,110105,",
+        header=HEAD + ",suspended_on",
+    )
+    first, second = parse_roster(wide)
+    assert first.suspended_on == dt.date(2024, 3, 1)
+    assert second.suspended_on is None
+    # A file without the column stays valid; its people have no suspension date.
+    (narrow,) = parse_roster(csv_text(f"{ID1},张三,basic_pension,suspended,2010-01-01,,,,110105"))
+    assert narrow.suspended_on is None
+
+
+def test_suspended_on_rules_and_cell_counts_follow_the_files_own_header() -> None:
+    wide = HEAD + ",suspended_on"
+    assert problems_of(
+        csv_text(f"{ID1},张三,basic_pension,suspended,2010-01-01,,,,110105,2024-13-01", header=wide)
+    ) == [(2, "suspended_on '2024-13-01' is not a valid calendar date")]
+    assert problems_of(
+        csv_text(f"{ID1},张三,basic_pension,suspended,2010-01-01,,,,110105", header=wide)
+    ) == [(2, "expected 10 cells, found 9")]
+    assert problems_of(csv_text(f"{ID1},张三,basic_pension,active,2010-01-01,,,,110105,")) == [
+        (2, "expected 9 cells, found 10")
+    ]

@@ -108,6 +108,10 @@ class TableDigest:
     """The column holding the certification_id, if any."""
     columns: tuple[tuple[str, str], ...]
     """(column, type) covered by the digest, in this order."""
+    optional: int = 0
+    """How many of the last columns are optional: added after rows were digested, they are
+    encoded only up to the last one that is not NULL, so a row without them digests as it
+    did before they existed (and setting or clearing one changes the column count)."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -118,7 +122,9 @@ class TableDigest:
         return f"certrecon-row/{FORMAT} {self.name}\n".encode()
 
 
-def _table(name: str, key: str, certification: str | None, columns: str) -> TableDigest:
+def _table(
+    name: str, key: str, certification: str | None, columns: str, optional: int = 0
+) -> TableDigest:
     pairs = tuple(
         (column, kind)
         for column, _, kind in (part.strip().partition(" ") for part in columns.split(","))
@@ -126,12 +132,13 @@ def _table(name: str, key: str, certification: str | None, columns: str) -> Tabl
     for _, kind in pairs:
         if kind not in _TYPES:
             raise ValueError(f"no digest encoding for type {kind}")
-    return TableDigest(name, key, certification, pairs)
+    return TableDigest(name, key, certification, pairs, optional)
 
 
 # Every column of each ledger table, except the outbox's bookkeeping (its id, the writing
 # transaction and the insert instant, which the database assigns and the relay uses for
-# ordering only). sql/0005 keeps the same lists in ledger_table.digest_columns.
+# ordering only). sql/0005 keeps the same lists in ledger_table.digest_columns (sql/0007:
+# the cycle's tables; roster_version's optional suspended_on, ledger_table.optional_columns).
 TABLES: dict[str, TableDigest] = {
     t.name: t
     for t in (
@@ -205,7 +212,46 @@ TABLES: dict[str, TableDigest] = {
             None,
             "version int8, id_number text, name text, benefit_type text, status text, "
             "first_paid_on date, deceased_on date, imprisoned_from date, "
-            "imprisoned_until date, insured_region text, recorded_at timestamptz",
+            "imprisoned_until date, insured_region text, recorded_at timestamptz, "
+            "suspended_on date",
+            optional=1,
+        ),
+        _table(
+            "comparison_evidence",
+            "id",
+            None,
+            "id int8, source text, evidence_id text, kind text, id_number text, name text, "
+            "event_date date, observed_at timestamptz, via text, topic text, "
+            "kafka_partition int4, kafka_offset int8, raw bytea, file_name text, "
+            "file_sha256 bytea, file_line int8, recorded_at timestamptz",
+        ),
+        _table(
+            "evidence_review_item",
+            "evidence_ref",
+            None,
+            "evidence_ref int8, id_number text, queued_at timestamptz",
+        ),
+        _table(
+            "evidence_verdict",
+            "id",
+            None,
+            "id int8, decision_id text, evidence_ref int8, verdict text, effective_date date, "
+            "decided_by text, login text, note text, decided_at timestamptz",
+        ),
+        _table(
+            "assisted_certification",
+            "id",
+            None,
+            "id int8, id_number text, how text, certified_at timestamptz, local_date date, "
+            "decided_by text, login text, note text, recorded_at timestamptz",
+        ),
+        _table(
+            "benefit_action",
+            "action_id",
+            None,
+            "action_id text, action text, id_number text, year int4, reason text, "
+            "decided_by text, suspended_on date, effective_date date, basis text, "
+            "basis_date date, raised_at timestamptz",
         ),
         _table(
             "calendar_override_event",
@@ -253,12 +299,25 @@ def _column(kind: str, values: Sequence[Any]) -> list[bytes]:
     return out
 
 
+def _encoded_width(table: TableDigest, values: Sequence[Any]) -> int:
+    """How many columns of a row are encoded: the optional trailing ones only up to the
+    last that is not NULL."""
+    width = len(values)
+    required = width - table.optional
+    while width > required and values[width - 1] is None:
+        width -= 1
+    return width
+
+
 def encode_row(table: TableDigest, values: Sequence[Any]) -> bytes:
     """``record_send(ROW(...))`` of ``values``, given in the order of ``table.columns``."""
     if len(values) != len(table.columns):
         raise ValueError(f"{table.name}: {len(values)} values for {len(table.columns)} columns")
-    fields = [_field(kind, v) for (_, kind), v in zip(table.columns, values, strict=True)]
-    return _INT4.pack(len(values)) + b"".join(fields)
+    width = _encoded_width(table, values)
+    fields = [
+        _field(kind, v) for (_, kind), v in zip(table.columns[:width], values[:width], strict=True)
+    ]
+    return _INT4.pack(width) + b"".join(fields)
 
 
 def digest_encoded(table: TableDigest, encoded: bytes) -> bytes:
@@ -281,6 +340,8 @@ def column_digests(table: str | TableDigest, columns: Sequence[Sequence[Any]]) -
     lengths = {len(c) for c in columns}
     if len(lengths) > 1:
         raise ValueError(f"{spec.name}: columns of different lengths")
+    if spec.optional:
+        return [row_digest(spec, row) for row in zip(*columns, strict=True)]
     start = spec.prefix + _INT4.pack(len(spec.columns))
     fields = [_column(kind, col) for (_, kind), col in zip(spec.columns, columns, strict=True)]
     sha256 = hashlib.sha256

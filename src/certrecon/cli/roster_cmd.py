@@ -159,6 +159,7 @@ def show(id_number: str, at_text: str | None, as_json: bool) -> None:
             "imprisoned_from": r.imprisoned_from.isoformat() if r.imprisoned_from else None,
             "imprisoned_until": r.imprisoned_until.isoformat() if r.imprisoned_until else None,
             "insured_region": r.insured_region or None,
+            "suspended_on": r.suspended_on.isoformat() if r.suspended_on else None,
         }
 
     if as_json:

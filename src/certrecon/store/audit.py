@@ -75,6 +75,22 @@ async def ledger_tables(conn: asyncpg.Connection) -> list[str]:
     return [r[0] for r in rows]
 
 
+def row_bytes_sql(table: TableDigest, alias: str) -> str:
+    """SQL for ``record_send(ROW(...))`` of a row's digest columns over ``alias``, the
+    optional trailing columns only up to the last not NULL (as ``ledger_row_bytes_sql``)."""
+    names = table.column_names
+    required = len(names) - table.optional
+
+    def row(width: int) -> str:
+        return "record_send(ROW(" + ", ".join(f"{alias}.{_ident(c)}" for c in names[:width]) + "))"
+
+    expr = row(len(names))
+    for width in range(len(names) - 1, required - 1, -1):
+        nulls = " AND ".join(f"{alias}.{_ident(c)} IS NULL" for c in names[width:])
+        expr = f"CASE WHEN {nulls} THEN {row(width)} ELSE {expr} END"
+    return expr
+
+
 def rows_query(table: TableDigest, part: int = 0, parts: int = 1, *, format_1: bool = False) -> str:
     """Every row of ``table`` beside the digest recorded for it (a full join by key, so a
     row without a recorded digest and a recorded digest without its row both appear):
@@ -89,7 +105,7 @@ def rows_query(table: TableDigest, part: int = 0, parts: int = 1, *, format_1: b
     """
     k = _ident(table.key)
     cert = f"r.{_ident(table.certification)}" if table.certification else "NULL::text"
-    sent = ", ".join(f"r.{_ident(c)}" for c in table.column_names)
+    sent = row_bytes_sql(table, "r")
     old = "ledger_digest($1, to_jsonb(t.whole))" if format_1 else "NULL::bytea"
     whole = ", r AS whole" if format_1 else ""
     if parts > 1:
@@ -112,7 +128,7 @@ def rows_query(table: TableDigest, part: int = 0, parts: int = 1, *, format_1: b
                   AS k(key, certification_id, digest)
               WHERE e.table_name = $1 {entry_filter}) e
         FULL JOIN (SELECT r.{k}::text AS row_key, {cert} AS row_certification_id,
-                          record_send(ROW({sent})) AS sent{whole}
+                          {sent} AS sent{whole}
                    FROM {_ident(table.name)} r {row_filter}) t
             ON t.row_key = e.key
     """  # noqa: S608 - identifiers quoted; they come from the digest definition

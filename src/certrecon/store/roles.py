@@ -5,8 +5,9 @@ administrator grants them to login roles (README, "Auditing"):
 
 - ``certrecon_app``: reads what the worker reads, inserts ledger rows, keeps its operational
   rows (consumer offsets, the monitor's last run, the relay cursor).
-- ``certrecon_reviewer``: reads the review queue and what a case needs; records staff
-  decisions (a result revision, its outbox row and the decision).
+- ``certrecon_reviewer``: reads the review queue, the evidence and what a case needs;
+  records staff decisions (a result revision, its outbox row and the decision; verdicts on
+  evidence and the benefit actions they call for) and assisted certifications.
 - ``certrecon_auditor``: reads everything, writes nothing; its sessions are read-only.
 
 None of them may UPDATE, DELETE or TRUNCATE a ledger table or change the schema. Roles are
@@ -41,6 +42,11 @@ LEDGER_TABLES = (
     "roster_version",
     "calendar_override_event",
     "calendar_publication_event",
+    "comparison_evidence",
+    "evidence_review_item",
+    "evidence_verdict",
+    "assisted_certification",
+    "benefit_action",
 )
 """Insert-only and hash-chained."""
 
@@ -86,6 +92,9 @@ RIGHTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
             "roster_version",
             "calendar_override_event",
             "calendar_publication_event",
+            "comparison_evidence",
+            "evidence_review_item",
+            "benefit_action",
             "consumer_offset",
             "monitor_run",
             "ledger_entry",
@@ -115,9 +124,22 @@ RIGHTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
             "open_certification_with_result",
             "roster",
             "ledger_link",
+            "comparison_evidence",
+            "evidence_review_item",
+            "evidence_verdict",
+            "assisted_certification",
+            "benefit_action",
         ),
         # ledger_entry: the writers record the digests of the rows they insert.
-        "INSERT": ("result", "outbox", "staff_decision", "ledger_entry"),
+        "INSERT": (
+            "result",
+            "outbox",
+            "staff_decision",
+            "evidence_verdict",
+            "assisted_certification",
+            "benefit_action",
+            "ledger_entry",
+        ),
     },
     AUDITOR: {"SELECT": _EVERYTHING},
 }

@@ -24,7 +24,7 @@ import asyncpg
 
 from certrecon.domain import RosterRecord, RosterStatus
 from certrecon.errors import RosterImportError
-from certrecon.roster_csv import HEADER, Problems, RosterFile, RosterRow
+from certrecon.roster_csv import COLUMNS, Problems, RosterFile, RosterRow
 from certrecon.store.db import Conn
 
 RowProgress = Callable[[int], None]
@@ -37,7 +37,7 @@ streams its rows, so a chunk is never held in memory."""
 # The table's columns are named and ordered like the contract's CSV header, then where the
 # row came from. A row with a problem is staged too (ID number only, ``good`` false), so
 # that a repeat of its number is found as well.
-_COLUMNS = (*HEADER, "line", "good")
+_COLUMNS = (*COLUMNS, "line", "good")
 # IF NOT EXISTS: inside a caller's transaction an earlier import's table is still there.
 _CREATE_STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS roster_import (
@@ -50,6 +50,7 @@ CREATE TEMPORARY TABLE IF NOT EXISTS roster_import (
     imprisoned_from  date,
     imprisoned_until date,
     insured_region   text,
+    suspended_on     date,
     line             bigint NOT NULL,
     good             boolean NOT NULL
 ) ON COMMIT DROP
@@ -71,10 +72,10 @@ LIMIT $1
 _MERGE = """
 INSERT INTO roster_version (
     id_number, name, benefit_type, status, first_paid_on, deceased_on,
-    imprisoned_from, imprisoned_until, insured_region
+    imprisoned_from, imprisoned_until, insured_region, suspended_on
 )
 SELECT i.id_number, i.name, i.benefit_type, i.status, i.first_paid_on, i.deceased_on,
-       i.imprisoned_from, i.imprisoned_until, i.insured_region
+       i.imprisoned_from, i.imprisoned_until, i.insured_region, i.suspended_on
 FROM roster_import i
 LEFT JOIN LATERAL (
     SELECT * FROM roster_version v WHERE v.id_number = i.id_number
@@ -83,19 +84,19 @@ LEFT JOIN LATERAL (
 WHERE i.good
   AND (r.id_number IS NULL
        OR (r.name, r.benefit_type, r.status, r.first_paid_on, r.deceased_on,
-           r.imprisoned_from, r.imprisoned_until, r.insured_region)
+           r.imprisoned_from, r.imprisoned_until, r.insured_region, r.suspended_on)
           IS DISTINCT FROM
           (i.name, i.benefit_type, i.status, i.first_paid_on, i.deceased_on,
-           i.imprisoned_from, i.imprisoned_until, i.insured_region))
+           i.imprisoned_from, i.imprisoned_until, i.insured_region, i.suspended_on))
 """
 _FETCH = """
 SELECT id_number, name, benefit_type, status, first_paid_on, deceased_on, imprisoned_from,
-       imprisoned_until, insured_region, version, recorded_at
+       imprisoned_until, insured_region, suspended_on, version, recorded_at
 FROM roster WHERE id_number = ANY($1::text[])
 """
 _HISTORY = """
 SELECT id_number, name, benefit_type, status, first_paid_on, deceased_on, imprisoned_from,
-       imprisoned_until, insured_region, version, recorded_at
+       imprisoned_until, insured_region, suspended_on, version, recorded_at
 FROM roster_version WHERE id_number = $1 ORDER BY version
 """
 # Imports of the roster run one after the other (an arbitrary constant shared by every
@@ -119,7 +120,7 @@ class ImportSummary:
 def _staged(row: RosterRow) -> tuple[Any, ...]:
     r = row.record
     if r is None:
-        return (row.id_number, *(None,) * (len(HEADER) - 1), row.line, False)
+        return (row.id_number, *(None,) * (len(COLUMNS) - 1), row.line, False)
     return (
         r.id_number,
         r.name,
@@ -130,6 +131,7 @@ def _staged(row: RosterRow) -> tuple[Any, ...]:
         r.imprisoned_from,
         r.imprisoned_until,
         r.insured_region or None,
+        r.suspended_on,
         row.line,
         True,
     )
@@ -264,6 +266,7 @@ def _version(row: asyncpg.Record) -> RosterVersion:
             deceased_on=row["deceased_on"],
             imprisoned_from=row["imprisoned_from"],
             imprisoned_until=row["imprisoned_until"],
+            suspended_on=row["suspended_on"],
         ),
     )
 
