@@ -10,6 +10,7 @@ def register(root: click.Group) -> None:
     from certrecon.cli.calendar_cmd import calendar
     from certrecon.cli.contract_cmd import contract
     from certrecon.cli.demo_cmd import demo
+    from certrecon.cli.evidence_cmd import evidence
     from certrecon.cli.migrate_cmd import migrate
     from certrecon.cli.replay_cmd import replay_cmd
     from certrecon.cli.review_cmd import review
@@ -22,6 +23,7 @@ def register(root: click.Group) -> None:
     root.add_command(calendar)
     root.add_command(contract)
     root.add_command(demo)
+    root.add_command(evidence)
     root.add_command(migrate)
     root.add_command(roster)
     root.add_command(review)

@@ -13,7 +13,7 @@ import click
 
 from certrecon.cli.common import database, load_settings, run_async
 from certrecon.cli.output import echo, error
-from certrecon.errors import RosterImportError
+from certrecon.errors import FileRejectedError, RosterImportError
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -44,7 +44,7 @@ class _Bar:
 
 
 @contextlib.contextmanager
-def _progress_bar() -> Iterator[_Bar]:
+def progress_bar() -> Iterator[_Bar]:
     if not sys.stderr.isatty():
         yield _Bar(None)
         return
@@ -68,7 +68,7 @@ def _progress_bar() -> Iterator[_Bar]:
         yield _Bar(progress)
 
 
-def _report_rejection(exc: RosterImportError) -> None:
+def report_rejection(exc: FileRejectedError) -> None:
     error(exc)
     for number, problem in exc.problems[:SHOWN_PROBLEMS]:
         echo(f"  line {number}: {problem}", err=True)
@@ -92,7 +92,7 @@ def import_file(file: Path) -> None:
     settings = load_settings()
     started = time.monotonic()
     try:
-        with _progress_bar() as bar:
+        with progress_bar() as bar:
             reading = bar.task(f"importing {file.name}", None)
             # The header is checked on opening: a wrong file is refused before the database.
             with RosterFile(
@@ -105,7 +105,7 @@ def import_file(file: Path) -> None:
 
                 summary = run_async(go)
     except RosterImportError as exc:
-        _report_rejection(exc)
+        report_rejection(exc)
         sys.exit(2)
     echo(
         f"roster import: {summary.total} rows from {file}: {summary.inserted} inserted, "

@@ -51,17 +51,39 @@ def parse_evidence(
     birth dates after it. Raises :class:`EvidenceImportError` at once for a wrong header.
     """
     dates = DateCells()
+    people = _PersonCells(today)
     rows = data_rows(lines, HEADER, problems, source=source, error=EvidenceImportError)
     for line, row in rows:
-        evidence, row_problems = _check_row(row, dates, today)
+        evidence, row_problems = _check_row(row, dates, people)
         for problem in row_problems:
             problems.add(line, problem)
         if evidence is not None:
             yield line, evidence
 
 
+class _PersonCells:
+    """The checks of a row's person, cached: a feed names the same person again and again
+    (every trip, every outpatient visit). Bounded: the cache starts over when full."""
+
+    LIMIT = 200_000
+
+    def __init__(self, today: dt.date) -> None:
+        self.today = today
+        self._known: dict[tuple[str, str], list[str]] = {}
+
+    def problems(self, id_number: str, name: str) -> list[str]:
+        key = (id_number, name)
+        found = self._known.get(key)
+        if found is None:
+            found = [f"{c} {p}" for c, p in person_problems(id_number, name, self.today)]
+            if len(self._known) >= self.LIMIT:
+                self._known.clear()
+            self._known[key] = found
+        return found
+
+
 def _check_row(
-    row: list[str], dates: DateCells, today: dt.date
+    row: list[str], dates: DateCells, people: _PersonCells
 ) -> tuple[Evidence | None, list[str]]:
     if len(row) != len(HEADER):
         return None, [f"expected {len(HEADER)} cells, found {len(row)}"]
@@ -73,12 +95,12 @@ def _check_row(
     if kind is None:
         problems.append(f"kind {shorten(kind_text, 40)!r} is not one of {_KIND_LIST}")
     id_number = normalise_id_number(id_number)
-    problems.extend(f"{column} {p}" for column, p in person_problems(id_number, name, today))
+    problems.extend(people.problems(id_number, name))
     day = dates.parse("event_date", day_text, problems)
     if day is None and not day_text:
         problems.append("event_date is empty")
     elif day is not None:
-        problems.extend(f"event_date {p}" for p in event_date_problems(day, today))
+        problems.extend(f"event_date {p}" for p in event_date_problems(day, people.today))
     if not source:
         problems.append("source is empty")
     elif len(source) > SOURCE_MAX_LENGTH:

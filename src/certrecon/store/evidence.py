@@ -1,0 +1,340 @@
+"""Comparison evidence in PostgreSQL: file imports, topic messages and the person-level
+review items they open (contract 1.1, "Big-data comparison evidence").
+
+A piece of evidence is recorded once per ``(source, evidence_id)``: a repeat with the same
+content (kind, ID number, name, event date) adds nothing; a repeat with other content is
+refused (a file is rejected, a message is dead-lettered). Death and imprisonment evidence
+also records a review item (逐人核实) in the same transaction; whether it is still open is
+derived from the verdicts and releases (:mod:`certrecon.store.cycle`).
+
+A file import is one transaction: the checked rows are streamed (binary COPY, in chunks)
+into a temporary table, repeats are looked for there, against the file itself and against
+the evidence already recorded, and only then are the new rows inserted; any problem
+anywhere rolls everything back, so a file is imported whole or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from certrecon.csvfile import ByteProgress, Problems
+from certrecon.errors import EvidenceImportError
+from certrecon.evidence.csvfile import iter_evidence_file, raise_if_rejected
+from certrecon.evidence.model import ADVERSE_KINDS, Evidence, EvidenceKind
+from certrecon.store.db import Conn
+
+__all__ = [
+    "EvidenceImportSummary",
+    "Recorded",
+    "TopicEvidence",
+    "fetch_person_evidence",
+    "import_evidence_file",
+    "record_topic_evidence",
+]
+
+CHUNK_ROWS = 50_000
+"""Rows per COPY: a lively progress bar, and COPY streams, so a chunk is never held."""
+
+ADVERSE = tuple(sorted(k.value for k in ADVERSE_KINDS))
+
+_STAGING = """
+CREATE TEMPORARY TABLE IF NOT EXISTS evidence_import (
+    line        bigint NOT NULL,
+    source      text NOT NULL,
+    evidence_id text NOT NULL,
+    kind        text NOT NULL,
+    id_number   text NOT NULL,
+    name        text NOT NULL,
+    event_date  date NOT NULL
+) ON COMMIT DROP
+"""
+_STAGING_COLUMNS = ("line", "source", "evidence_id", "kind", "id_number", "name", "event_date")
+
+# A later line repeating an earlier one's identity with other content.
+_FILE_CONFLICTS = """
+SELECT line, first_line, count(*) OVER () AS total
+FROM (SELECT line, kind, id_number, name, event_date,
+             first_value(line) OVER w AS first_line,
+             first_value((kind, id_number, name, event_date)) OVER w AS first_content
+      FROM evidence_import
+      WINDOW w AS (PARTITION BY source, evidence_id ORDER BY line)) s
+WHERE (kind, id_number, name, event_date) IS DISTINCT FROM first_content
+ORDER BY line
+LIMIT $1
+"""
+# A line repeating evidence already recorded, with other content.
+_RECORDED_CONFLICTS = """
+SELECT i.line, count(*) OVER () AS total
+FROM evidence_import i
+JOIN comparison_evidence e ON e.source = i.source AND e.evidence_id = i.evidence_id
+WHERE (e.kind, e.id_number, e.name, e.event_date)
+      IS DISTINCT FROM (i.kind, i.id_number, i.name, i.event_date)
+ORDER BY i.line
+LIMIT $1
+"""
+_INSERT = """
+WITH candidate AS MATERIALIZED (
+    SELECT DISTINCT ON (source, evidence_id)
+           source, evidence_id, kind, id_number, name, event_date, line
+    FROM evidence_import i
+    WHERE NOT EXISTS (SELECT 1 FROM comparison_evidence e
+                      WHERE e.source = i.source AND e.evidence_id = i.evidence_id)
+    ORDER BY source, evidence_id, line
+), new AS (
+    INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name, event_date,
+                                     via, file_name, file_sha256, file_line)
+    SELECT source, evidence_id, kind, id_number, name, event_date, 'file', $1, $2, line
+    FROM candidate
+    ON CONFLICT (source, evidence_id) DO NOTHING
+    RETURNING id, kind, id_number
+), items AS (
+    INSERT INTO evidence_review_item (evidence_ref, id_number)
+    SELECT id, id_number FROM new WHERE kind = ANY($3::text[])
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM candidate) AS candidates, (SELECT count(*) FROM new) AS inserted,
+       (SELECT count(*) FROM items) AS items
+"""
+# Evidence imports run one after the other (an arbitrary constant shared by every process).
+_IMPORT_LOCK = 0x6365_7274_6576_6964
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceImportSummary:
+    """What an import did."""
+
+    rows: int
+    inserted: int
+    """New pieces of evidence recorded."""
+    review_items: int
+    """Person-level review items opened (death and imprisonment evidence)."""
+
+    @property
+    def unchanged(self) -> int:
+        """Rows that repeated evidence already recorded (or an earlier line), identically."""
+        return self.rows - self.inserted
+
+
+def _file_sha256(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as stream:
+            while block := stream.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:
+        raise EvidenceImportError(f"{path}: cannot read the file: {exc.strerror}", []) from exc
+    return digest.digest()
+
+
+def _staged(item: tuple[int, Evidence]) -> tuple[Any, ...]:
+    line, e = item
+    return (line, e.source, e.evidence_id, e.kind.value, e.id_number, e.name, e.event_date)
+
+
+def _affected(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def import_evidence_file(
+    conn: Conn,
+    path: Path,
+    *,
+    today: dt.date,
+    progress: ByteProgress | None = None,
+    rows_copied: Callable[[int], None] | None = None,
+) -> EvidenceImportSummary:
+    """Import a comparison evidence CSV file whole, or raise and change nothing.
+
+    ``today`` is the local date (China Standard Time) that event dates may not pass.
+    Raises :class:`EvidenceImportError` listing every problem by file line: a row the
+    contract refuses, a line repeating an earlier line's ``(source, evidence_id)`` with
+    other content, a row repeating recorded evidence with other content.
+    """
+    sha = _file_sha256(path)
+    problems = Problems()
+    source = str(path)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _IMPORT_LOCK)
+            await conn.execute(_STAGING)
+            await conn.execute("TRUNCATE evidence_import")
+            staged = map(
+                _staged, iter_evidence_file(path, today=today, problems=problems, progress=progress)
+            )
+            copied = 0
+            while True:
+                chunk = itertools.islice(staged, CHUNK_ROWS)
+                done = _affected(
+                    await conn.copy_records_to_table(
+                        "evidence_import", records=chunk, columns=_STAGING_COLUMNS
+                    )
+                )
+                if done == 0:
+                    break
+                copied += done
+                if rows_copied is not None:
+                    rows_copied(copied)
+            rows = copied
+            await conn.execute("ANALYZE evidence_import")
+            await _conflicts(conn, problems)
+            raise_if_rejected(problems, source)
+            found = await conn.fetchrow(_INSERT, path.name, sha, list(ADVERSE))
+            assert found is not None
+            if found["inserted"] != found["candidates"]:
+                # The worker recorded some of this evidence meanwhile: was it the same?
+                await _conflicts(conn, problems)
+                raise_if_rejected(problems, source)
+            await conn.execute("DROP TABLE evidence_import")
+    except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+        raise EvidenceImportError(
+            f"{source}: the database refused the evidence ({exc.sqlstate}): {exc.message}; "
+            "nothing was imported",
+            [],
+        ) from exc
+    return EvidenceImportSummary(rows, int(found["inserted"]), int(found["items"]))
+
+
+async def _conflicts(conn: Conn, problems: Problems) -> None:
+    room = max(problems.room(), 1)
+    repeats = await conn.fetch(_FILE_CONFLICTS, room)
+    for r in repeats:
+        problems.add(
+            r["line"],
+            f"evidence_id repeats line {r['first_line']} of the same source with other content",
+        )
+    if repeats:
+        problems.count_only(int(repeats[0]["total"]) - len(repeats))
+    recorded = await conn.fetch(_RECORDED_CONFLICTS, room)
+    for r in recorded:
+        problems.add(r["line"], "evidence_id of this source is already recorded with other content")
+    if recorded:
+        problems.count_only(int(recorded[0]["total"]) - len(recorded))
+
+
+@dataclass(frozen=True, slots=True)
+class TopicEvidence:
+    """A valid evidence message and where it was read."""
+
+    evidence: Evidence
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What became of evidence messages: new ones, identical repeats, refused repeats."""
+
+    inserted: tuple[TopicEvidence, ...]
+    repeated: tuple[TopicEvidence, ...]
+    conflicting: tuple[TopicEvidence, ...]
+
+
+_RECORDED = """
+SELECT source, evidence_id, kind, id_number, name, event_date
+FROM comparison_evidence
+WHERE (source, evidence_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"""
+_INSERT_TOPIC = """
+WITH new AS (
+    INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name, event_date,
+                                     observed_at, via, topic, kafka_partition, kafka_offset,
+                                     raw)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::date[], $7::timestamptz[], $8::text[], $9::text[], $10::int[],
+                         $11::bigint[], $12::bytea[])
+    RETURNING id, kind, id_number
+)
+INSERT INTO evidence_review_item (evidence_ref, id_number)
+SELECT id, id_number FROM new WHERE kind = ANY($13::text[])
+"""
+
+
+async def record_topic_evidence(conn: Conn, messages: Sequence[TopicEvidence]) -> Recorded:
+    """Record evidence messages inside the caller's transaction (the batch's).
+
+    A message repeating recorded evidence (or an earlier message of ``messages``) is
+    ``repeated`` when identical and ``conflicting`` (for a dead letter) otherwise.
+    """
+    keys = {m.evidence.key for m in messages}
+    known: dict[tuple[str, str], tuple[Any, ...]] = {}
+    if keys:
+        rows = await conn.fetch(_RECORDED, [k[0] for k in keys], [k[1] for k in keys])
+        for r in rows:
+            known[(r["source"], r["evidence_id"])] = (
+                EvidenceKind(r["kind"]),
+                r["id_number"],
+                r["name"],
+                r["event_date"],
+            )
+    inserted: list[TopicEvidence] = []
+    repeated: list[TopicEvidence] = []
+    conflicting: list[TopicEvidence] = []
+    for m in messages:
+        seen = known.get(m.evidence.key)
+        if seen is None:
+            known[m.evidence.key] = m.evidence.content
+            inserted.append(m)
+        elif seen == m.evidence.content:
+            repeated.append(m)
+        else:
+            conflicting.append(m)
+    if inserted:
+        columns: list[list[Any]] = [[] for _ in range(12)]
+        for m in inserted:
+            e = m.evidence
+            values = (
+                e.source,
+                e.evidence_id,
+                e.kind.value,
+                e.id_number,
+                e.name,
+                e.event_date,
+                e.observed_at,
+                "topic",
+                m.topic,
+                m.partition,
+                m.offset,
+                m.raw,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        await conn.execute(_INSERT_TOPIC, *columns, list(ADVERSE))
+    return Recorded(tuple(inserted), tuple(repeated), tuple(conflicting))
+
+
+_PERSON = """
+SELECT e.id, e.source, e.evidence_id, e.kind, e.id_number, e.name, e.event_date,
+       e.observed_at
+FROM comparison_evidence e WHERE e.id_number = ANY($1::text[])
+ORDER BY e.id
+"""
+
+
+async def fetch_person_evidence(conn: Conn, id_numbers: Sequence[str]) -> dict[str, list[Evidence]]:
+    """The recorded evidence of these people, keyed by ID number."""
+    found: dict[str, list[Evidence]] = {}
+    for r in await conn.fetch(_PERSON, list(id_numbers)):
+        found.setdefault(r["id_number"], []).append(_evidence(r))
+    return found
+
+
+def _evidence(r: asyncpg.Record) -> Evidence:
+    return Evidence(
+        evidence_id=r["evidence_id"],
+        source=r["source"],
+        kind=EvidenceKind(r["kind"]),
+        id_number=r["id_number"],
+        name=r["name"],
+        event_date=r["event_date"],
+        observed_at=r["observed_at"],
+    )
