@@ -18,7 +18,7 @@ from certrecon.cycle import OUTREACH_HEADER, STATUS_ORDER, CycleSummary, Outreac
 from certrecon.domain import CycleMode
 from certrecon.errors import InputError
 
-__all__ = ["cycle_heading", "parse_day", "print_summary", "write_rows_csv"]
+__all__ = ["OwnerOnlyCsv", "cycle_heading", "parse_day", "print_summary", "write_rows_csv"]
 
 OWNER_ONLY = 0o600
 
@@ -69,28 +69,53 @@ def print_summary(summary: CycleSummary, heading: str) -> None:
     out.print(districts)
 
 
-def write_rows_csv(path: Path, rows: Iterable[OutreachRow]) -> int:
-    """Write an outreach or suspend-candidate list; returns the number of people.
+class OwnerOnlyCsv:
+    """An outreach or suspend-candidate list being written: ``with OwnerOnlyCsv(path) as f:
+    f.write(row)``.
 
-    The file appears complete or not at all (written beside ``path``, then renamed over it)
-    and is readable by its owner only, whatever a file of that name allowed before.
+    The file appears complete or not at all (written beside ``path``, then renamed over it
+    when the block ends without an error) and is readable by its owner only, whatever a
+    file of that name allowed before.
     """
-    directory = path.parent
-    if not directory.is_dir():
-        raise InputError(f"{path}: the folder {directory} does not exist")
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    count = 0
-    try:
-        os.fchmod(fd, OWNER_ONLY)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
-            writer = csv.writer(stream, lineterminator="\n")
-            writer.writerow(OUTREACH_HEADER)
-            for row in rows:
-                writer.writerow(row.cells())
-                count += 1
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    return count
+
+    def __init__(self, path: Path) -> None:
+        directory = path.parent
+        if not directory.is_dir():
+            raise InputError(f"{path}: the folder {directory} does not exist")
+        self.path = path
+        self.count = 0
+        fd, self._temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+        try:
+            os.fchmod(fd, OWNER_ONLY)
+            self._stream = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        except BaseException:
+            os.close(fd)
+            os.unlink(self._temporary)
+            raise
+        self._writer = csv.writer(self._stream, lineterminator="\n")
+        self._writer.writerow(OUTREACH_HEADER)
+
+    def write(self, row: OutreachRow) -> None:
+        self._writer.writerow(row.cells())
+        self.count += 1
+
+    def __enter__(self) -> OwnerOnlyCsv:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            self._stream.close()
+            if exc_type is None:
+                os.replace(self._temporary, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temporary)
+
+
+def write_rows_csv(path: Path, rows: Iterable[OutreachRow]) -> int:
+    """Write an outreach or suspend-candidate list (see :class:`OwnerOnlyCsv`); returns the
+    number of people."""
+    with OwnerOnlyCsv(path) as out:
+        for row in rows:
+            out.write(row)
+    return out.count

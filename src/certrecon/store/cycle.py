@@ -1,0 +1,365 @@
+"""The certification cycle in PostgreSQL: assisted certifications, and each in-scope person's
+status derived from the ledger with set-based SQL (contract 1.1, "The certification cycle").
+
+The status rules are those of :mod:`certrecon.cycle.status` (the pure functions are the
+reference; the tests hold the two against each other). The SQL reads, per person:
+
+* certifications that count: a valid ministry-channel certification whose latest result
+  revision is ``qualified`` (its local date), and assisted certifications;
+* proof-of-life evidence (its event date);
+* open certification review items (a review item without a staff decision);
+* adverse evidence (death, imprisonment) and the first verdict naming each piece; an
+  imprisonment is ended by the person's first release dated on or after it.
+
+A municipal roster has millions of people, so nothing is computed per person in Python:
+the facts are aggregated per ID number in one pass, joined to the roster and counted (or
+streamed, for the lists) by the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from certrecon.cycle.assisted import AssistedCertification, assisted_problems
+from certrecon.cycle.lists import UNKNOWN_DISTRICT, CycleSummary, OutreachRow
+from certrecon.cycle.status import (
+    CertificationFact,
+    CycleMode,
+    CycleStatus,
+    Period,
+    PersonFacts,
+)
+from certrecon.errors import InputError
+from certrecon.evidence.model import Evidence
+from certrecon.reconcile.evidence import StaffVerdict, Verdict, person_evidence
+from certrecon.store.db import Conn
+from certrecon.store.evidence import fetch_person_evidence
+from certrecon.store.roster import fetch_roster
+
+__all__ = [
+    "AssistedRecorded",
+    "PersonRow",
+    "cycle_rows",
+    "cycle_summary",
+    "fetch_person_facts",
+    "person_rows",
+    "record_assisted",
+]
+
+# ----------------------------------------------------------------------------------------
+# Assisted certifications
+# ----------------------------------------------------------------------------------------
+
+_INSERT_ASSISTED = """
+INSERT INTO assisted_certification (id_number, how, certified_at, local_date, decided_by, note)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING id, login, recorded_at
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AssistedRecorded:
+    id: int
+    login: str | None
+    recorded_at: dt.datetime
+
+
+async def record_assisted(
+    conn: Conn, cert: AssistedCertification, *, mode: CycleMode, now: dt.datetime
+) -> AssistedRecorded:
+    """Record one assisted certification, with the staff id and the database login.
+
+    Raises :class:`InputError` (nothing recorded) when the contract refuses it: an ID
+    number not in scope, a bad ``--by`` or ``--note``, an instant in the future.
+    """
+    async with conn.transaction():
+        roster = (await fetch_roster(conn, [cert.id_number])).get(cert.id_number)
+        problems = assisted_problems(cert, roster, mode, now)
+        if problems:
+            raise InputError("; ".join(problems))
+        row = await conn.fetchrow(
+            _INSERT_ASSISTED,
+            cert.id_number,
+            cert.how.value,
+            cert.at,
+            cert.local_date,
+            f"staff:{cert.by}",
+            cert.note,
+        )
+    assert row is not None
+    return AssistedRecorded(row["id"], row["login"], row["recorded_at"])
+
+
+# ----------------------------------------------------------------------------------------
+# Per-person facts, for one person or a few (the pure functions decide)
+# ----------------------------------------------------------------------------------------
+
+_CERTIFICATIONS = """
+SELECT c.id_number, c.local_date AS on, c.channel AS how, r.decided_by
+FROM certification c
+JOIN LATERAL (SELECT outcome, decided_by FROM result r
+              WHERE r.certification_id = c.certification_id
+              ORDER BY r.revision DESC LIMIT 1) r ON true
+WHERE c.valid AND c.id_number = ANY($1::text[]) AND r.outcome = 'qualified'
+UNION ALL
+SELECT id_number, local_date, 'assisted:' || how, decided_by
+FROM assisted_certification WHERE id_number = ANY($1::text[])
+"""
+_OPEN_REVIEWS = """
+SELECT c.id_number, count(*) AS open
+FROM review_item q JOIN certification c ON c.certification_id = q.certification_id
+WHERE c.id_number = ANY($1::text[])
+  AND NOT EXISTS (SELECT 1 FROM staff_decision s WHERE s.certification_id = q.certification_id)
+GROUP BY c.id_number
+"""
+_VERDICTS = """
+SELECT e.id_number, v.decision_id, v.verdict, v.decided_by, v.decided_at, v.effective_date,
+       array_agg(e.source ORDER BY e.id) AS sources,
+       array_agg(e.evidence_id ORDER BY e.id) AS evidence_ids
+FROM evidence_verdict v JOIN comparison_evidence e ON e.id = v.evidence_ref
+WHERE e.id_number = ANY($1::text[])
+GROUP BY e.id_number, v.decision_id, v.verdict, v.decided_by, v.decided_at, v.effective_date
+ORDER BY min(v.id)
+"""
+
+
+def _local(at: dt.datetime) -> dt.date:
+    from certrecon.domain import CST
+
+    return at.astimezone(CST).date()
+
+
+async def fetch_person_facts(conn: Conn, id_numbers: Sequence[str]) -> dict[str, PersonFacts]:
+    """Everything the cycle needs about these roster people, for the pure functions."""
+    wanted = list(id_numbers)
+    roster = await fetch_roster(conn, wanted)
+    certs: dict[str, list[CertificationFact]] = {}
+    for r in await conn.fetch(_CERTIFICATIONS, wanted):
+        certs.setdefault(r["id_number"], []).append(
+            CertificationFact(r["on"], r["how"], r["decided_by"])
+        )
+    reviews = {r["id_number"]: int(r["open"]) for r in await conn.fetch(_OPEN_REVIEWS, wanted)}
+    verdicts: dict[str, list[StaffVerdict]] = {}
+    for r in await conn.fetch(_VERDICTS, wanted):
+        verdicts.setdefault(r["id_number"], []).append(
+            StaffVerdict(
+                evidence=frozenset(zip(r["sources"], r["evidence_ids"], strict=True)),
+                verdict=Verdict(r["verdict"]),
+                decided_by=r["decided_by"].removeprefix("staff:"),
+                decided_on=_local(r["decided_at"]),
+                effective_date=r["effective_date"],
+            )
+        )
+    evidence: dict[str, list[Evidence]] = await fetch_person_evidence(conn, wanted)
+    return {
+        key: PersonFacts(
+            roster=record,
+            certifications=tuple(sorted(certs.get(key, ()), key=lambda c: (c.on, c.how))),
+            evidence=person_evidence(evidence.get(key, ()), verdicts.get(key, ())),
+            open_reviews=reviews.get(key, 0),
+        )
+        for key, record in roster.items()
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# Set-based status for the whole roster
+# ----------------------------------------------------------------------------------------
+
+# $1 mode ('calendar_year' | 'rolling_12_months'), $2 cycle year, $3 as-of date.
+# One row per roster person in scope, with the status and what the lists need.
+_STATUS = """
+WITH params AS (
+    SELECT $1::text = 'rolling_12_months' AS rolling, $2::int AS year, $3::date AS as_of,
+           make_date($2::int - 1, 12, 31) AS cutoff
+),
+basis AS (
+    -- Certifications that count (kind 'c') and proof of life ('p'), one row per fact.
+    SELECT c.id_number, 'c' AS kind, c.local_date AS day
+    FROM certification c
+    WHERE c.valid AND c.id_number IS NOT NULL
+      AND (SELECT r.outcome FROM result r WHERE r.certification_id = c.certification_id
+           ORDER BY r.revision DESC LIMIT 1) = 'qualified'
+    UNION ALL
+    SELECT id_number, 'c', local_date FROM assisted_certification
+    UNION ALL
+    SELECT id_number, 'p', event_date FROM comparison_evidence WHERE kind = 'proof_of_life'
+),
+basis_person AS (
+    SELECT b.id_number,
+           bool_or(b.kind = 'c' AND b.day <= p.as_of AND CASE WHEN p.rolling
+                   THEN p.as_of <= (b.day + interval '12 months')::date
+                   ELSE extract(year FROM b.day) = p.year END) AS certified,
+           bool_or(b.kind = 'p' AND b.day <= p.as_of AND CASE WHEN p.rolling
+                   THEN p.as_of <= (b.day + interval '12 months')::date
+                   ELSE extract(year FROM b.day) = p.year END) AS confirmed,
+           max(b.day) FILTER (WHERE b.kind = 'c' AND b.day <= p.as_of) AS last_certified_on,
+           max(b.day) FILTER (WHERE b.day <= p.as_of) AS last_basis
+    FROM basis b CROSS JOIN params p
+    GROUP BY b.id_number
+),
+open_review AS (
+    SELECT DISTINCT c.id_number
+    FROM review_item q JOIN certification c ON c.certification_id = q.certification_id
+    WHERE c.id_number IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM staff_decision s
+                      WHERE s.certification_id = q.certification_id)
+),
+finding AS (
+    -- Adverse evidence, the first verdict naming it, and the release ending it.
+    SELECT e.id_number, e.kind,
+           v.verdict, v.effective_date,
+           CASE WHEN e.kind = 'imprisonment' THEN
+               (SELECT min(r.event_date) FROM comparison_evidence r
+                WHERE r.id_number = e.id_number AND r.kind = 'release'
+                  AND r.event_date >= e.event_date)
+           END AS released_on
+    FROM comparison_evidence e
+    LEFT JOIN LATERAL (SELECT verdict, effective_date FROM evidence_verdict v
+                       WHERE v.evidence_ref = e.id ORDER BY v.id LIMIT 1) v ON true
+    WHERE e.kind IN ('death', 'imprisonment')
+),
+finding_person AS (
+    SELECT f.id_number,
+           bool_or(f.verdict IS NULL AND f.released_on IS NULL) AS under_review,
+           bool_or(f.verdict = 'confirmed' AND f.effective_date <= p.as_of
+                   AND (f.released_on IS NULL OR p.as_of < f.released_on)) AS lost
+    FROM finding f CROSS JOIN params p
+    GROUP BY f.id_number
+),
+person AS (
+    SELECT r.id_number, r.name, r.insured_region, r.benefit_type, r.status AS roster_status,
+           r.first_paid_on,
+           COALESCE(b.certified, false) AS certified,
+           COALESCE(b.confirmed, false) AS confirmed,
+           b.last_certified_on, b.last_basis,
+           o.id_number IS NOT NULL AS open_review,
+           COALESCE(f.under_review, false) AS evidence_review,
+           COALESCE(f.lost, false) AS lost
+    FROM roster r
+    LEFT JOIN basis_person b ON b.id_number = r.id_number
+    LEFT JOIN open_review o ON o.id_number = r.id_number
+    LEFT JOIN finding_person f ON f.id_number = r.id_number
+    WHERE r.status <> 'terminated' AND r.first_paid_on IS NOT NULL
+),
+judged AS (
+    SELECT x.*,
+           CASE WHEN p.rolling THEN
+               (COALESCE(x.last_basis, x.first_paid_on) + interval '12 months')::date
+           END AS valid_until,
+           CASE WHEN p.rolling
+                THEN x.first_paid_on <= p.as_of
+                     AND (x.last_basis IS NOT NULL
+                          OR (x.first_paid_on + interval '12 months')::date < p.as_of)
+                ELSE x.first_paid_on <= p.cutoff
+           END AS in_scope,
+           CASE WHEN x.lost THEN 'eligibility_lost'
+                WHEN x.open_review OR x.evidence_review THEN 'pending_review'
+                WHEN x.certified THEN 'certified'
+                WHEN x.confirmed THEN 'confirmed_by_evidence'
+                ELSE 'not_certified'
+           END AS status
+    FROM person x CROSS JOIN params p
+)
+"""
+
+_SUMMARY = (
+    _STATUS
+    + """
+SELECT COALESCE(insured_region, '') AS district, status, count(*) AS people
+FROM judged WHERE in_scope
+GROUP BY 1, 2
+"""
+)
+
+# $4 expiring horizon (NULL: none). People due (in scope, not certified), and with a horizon
+# also those whose valid_until falls within it, unless under review or lost.
+_LIST = (
+    _STATUS
+    + """
+SELECT id_number, name, COALESCE(insured_region, '') AS insured_region, benefit_type,
+       status, last_certified_on, valid_until
+FROM judged
+WHERE (in_scope AND status = 'not_certified')
+   OR ($4::date IS NOT NULL AND first_paid_on <= $3::date
+       AND valid_until BETWEEN $3::date AND $4::date
+       AND status <> 'pending_review' AND NOT lost)
+ORDER BY id_number
+"""
+)
+
+
+_PEOPLE = (
+    _STATUS
+    + """
+SELECT id_number, in_scope, status, valid_until, last_certified_on
+FROM judged WHERE id_number = ANY($4::text[])
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRow:
+    """One person as the set-based query judges them."""
+
+    in_scope: bool
+    status: CycleStatus
+    valid_until: dt.date | None
+    last_certified_on: dt.date | None
+
+
+async def person_rows(
+    conn: Conn, period: Period, id_numbers: Sequence[str]
+) -> dict[str, PersonRow]:
+    """The set-based judgement of a few people (not terminated, with a first payment)."""
+    rows = await conn.fetch(_PEOPLE, *_args(period), list(id_numbers))
+    return {
+        r["id_number"]: PersonRow(
+            r["in_scope"], CycleStatus(r["status"]), r["valid_until"], r["last_certified_on"]
+        )
+        for r in rows
+    }
+
+
+def _args(period: Period) -> tuple[str, int, dt.date]:
+    return (period.mode.value, period.year, period.as_of)
+
+
+async def cycle_summary(conn: Conn, period: Period) -> CycleSummary:
+    """Counts of in-scope people by status and by district (``cycle status``)."""
+    summary = CycleSummary(period.year)
+    for r in await conn.fetch(_SUMMARY, *_args(period)):
+        summary.add(r["district"] or UNKNOWN_DISTRICT, CycleStatus(r["status"]), r["people"])
+    return summary
+
+
+async def cycle_rows(
+    conn: asyncpg.Connection,
+    period: Period,
+    *,
+    expiring_within: int | None = None,
+    batch: int = 10_000,
+) -> AsyncIterator[OutreachRow]:
+    """The outreach list (or, without ``expiring_within``, the suspend candidates) in ID
+    number order, streamed from a cursor: the caller must hold a transaction open."""
+    if expiring_within is not None:
+        if period.mode is not CycleMode.ROLLING_12_MONTHS:
+            raise InputError("--expiring-within needs the rolling_12_months cycle mode")
+        if expiring_within < 0:
+            raise InputError("--expiring-within must not be negative")
+    horizon = None if expiring_within is None else period.as_of + dt.timedelta(days=expiring_within)
+    cursor = conn.cursor(_LIST, *_args(period), horizon, prefetch=batch)
+    async for r in cursor:
+        yield OutreachRow(
+            r["id_number"],
+            r["name"],
+            r["insured_region"],
+            r["benefit_type"],
+            CycleStatus(r["status"]),
+            r["last_certified_on"],
+            r["valid_until"],
+        )
