@@ -81,11 +81,16 @@ class Settings:
         """Every topic the worker reads or writes."""
         return [
             *self.channel_topics.values(),
+            self.comparison_topic,
             self.result_topic,
             self.dead_letter_topic,
             self.sla_alert_topic,
             self.audit_checkpoint_topic,
         ]
+
+    def inbound_topics(self) -> list[str]:
+        """Every topic the worker consumes: the channels' and the comparison evidence's."""
+        return [*self.channel_topics.values(), self.comparison_topic]
 
     def topic_channels(self) -> dict[str, Channel]:
         return {topic: channel for channel, topic in self.channel_topics.items()}

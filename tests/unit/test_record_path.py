@@ -215,6 +215,7 @@ def check(outcome: RecordOutcome, record: Inbound, calendar: WorkingCalendar) ->
         assert outcome.decision.outcome is None
         json.loads(outcome.evidence)
     else:
+        assert isinstance(outcome, Rejected)
         message = outcome.message
         assert message.kind == "dead_letter"
         assert message.message_id == f"{record.topic}:{record.partition}:{record.offset}"

@@ -21,7 +21,7 @@ from certrecon.calendar import WorkingCalendar
 from certrecon.consumers.dead_letter import dead_letter_id
 from certrecon.consumers.decode import usable_certification_id
 from certrecon.domain import CST, RosterRecord
-from certrecon.errors import CalendarError
+from certrecon.errors import CalendarError, InputError
 from certrecon.reconcile import RULE_VERSION
 from certrecon.replay.model import (
     Discrepancy,
@@ -33,11 +33,11 @@ from certrecon.replay.model import (
 )
 from certrecon.worker.pipeline import (
     Answered,
+    EvidenceIn,
     ForReview,
     Inbound,
     Pending,
     PipelineConfig,
-    RecordOutcome,
     Rejected,
     finish_record,
     receiving_instant,
@@ -195,7 +195,7 @@ def _rederive(
     recorded: Recorded | None,
     ctx: Context,
     current_roster: Mapping[str, tuple[int, RosterRecord]] | None,
-) -> RecordOutcome:
+) -> Answered | ForReview | Rejected:
     """The worker's outcome for ``record``, from what the ledger recorded about it."""
     decision = recorded.decision if recorded is not None else None
     if recorded is None:
@@ -211,6 +211,9 @@ def _rederive(
     started = start_record(
         record, config=ctx.config, calendar=calendar, received_at=decided_at, receipt=receipt
     )
+    if isinstance(started, EvidenceIn):
+        # The window is read from the channel topics; comparison evidence is not an answer.
+        raise InputError(f"the replay re-checks certifications; {record.topic} carries evidence")
     if not isinstance(started, Pending):
         return started
     entry: RosterRecord | None

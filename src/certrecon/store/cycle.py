@@ -35,9 +35,9 @@ from certrecon.cycle.status import (
 )
 from certrecon.errors import InputError
 from certrecon.evidence.model import Evidence
-from certrecon.reconcile.evidence import StaffVerdict, Verdict, person_evidence
+from certrecon.reconcile.evidence import person_evidence
 from certrecon.store.db import Conn
-from certrecon.store.evidence import fetch_person_evidence
+from certrecon.store.evidence import fetch_person_evidence, fetch_verdicts
 from certrecon.store.roster import fetch_roster
 
 __all__ = [
@@ -116,21 +116,6 @@ WHERE c.id_number = ANY($1::text[])
   AND NOT EXISTS (SELECT 1 FROM staff_decision s WHERE s.certification_id = q.certification_id)
 GROUP BY c.id_number
 """
-_VERDICTS = """
-SELECT e.id_number, v.decision_id, v.verdict, v.decided_by, v.decided_at, v.effective_date,
-       array_agg(e.source ORDER BY e.id) AS sources,
-       array_agg(e.evidence_id ORDER BY e.id) AS evidence_ids
-FROM evidence_verdict v JOIN comparison_evidence e ON e.id = v.evidence_ref
-WHERE e.id_number = ANY($1::text[])
-GROUP BY e.id_number, v.decision_id, v.verdict, v.decided_by, v.decided_at, v.effective_date
-ORDER BY min(v.id)
-"""
-
-
-def _local(at: dt.datetime) -> dt.date:
-    from certrecon.domain import CST
-
-    return at.astimezone(CST).date()
 
 
 async def fetch_person_facts(conn: Conn, id_numbers: Sequence[str]) -> dict[str, PersonFacts]:
@@ -143,17 +128,7 @@ async def fetch_person_facts(conn: Conn, id_numbers: Sequence[str]) -> dict[str,
             CertificationFact(r["on"], r["how"], r["decided_by"])
         )
     reviews = {r["id_number"]: int(r["open"]) for r in await conn.fetch(_OPEN_REVIEWS, wanted)}
-    verdicts: dict[str, list[StaffVerdict]] = {}
-    for r in await conn.fetch(_VERDICTS, wanted):
-        verdicts.setdefault(r["id_number"], []).append(
-            StaffVerdict(
-                evidence=frozenset(zip(r["sources"], r["evidence_ids"], strict=True)),
-                verdict=Verdict(r["verdict"]),
-                decided_by=r["decided_by"].removeprefix("staff:"),
-                decided_on=_local(r["decided_at"]),
-                effective_date=r["effective_date"],
-            )
-        )
+    verdicts = await fetch_verdicts(conn, wanted)
     evidence: dict[str, list[Evidence]] = await fetch_person_evidence(conn, wanted)
     return {
         key: PersonFacts(

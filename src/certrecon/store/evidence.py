@@ -26,16 +26,20 @@ from typing import Any
 import asyncpg
 
 from certrecon.csvfile import ByteProgress, Problems
+from certrecon.domain import CST
 from certrecon.errors import EvidenceImportError
 from certrecon.evidence.csvfile import iter_evidence_file, raise_if_rejected
 from certrecon.evidence.model import ADVERSE_KINDS, Evidence, EvidenceKind
+from certrecon.reconcile.evidence import PersonEvidence, StaffVerdict, Verdict, person_evidence
 from certrecon.store.db import Conn
 
 __all__ = [
     "EvidenceImportSummary",
     "Recorded",
     "TopicEvidence",
+    "fetch_judged_evidence",
     "fetch_person_evidence",
+    "fetch_verdicts",
     "import_evidence_file",
     "record_topic_evidence",
 ]
@@ -338,3 +342,40 @@ def _evidence(r: asyncpg.Record) -> Evidence:
         event_date=r["event_date"],
         observed_at=r["observed_at"],
     )
+
+
+_VERDICTS = """
+SELECT e.id_number, v.decision_id, v.verdict, v.decided_by, v.decided_at, v.effective_date,
+       array_agg(e.source ORDER BY e.id) AS sources,
+       array_agg(e.evidence_id ORDER BY e.id) AS evidence_ids
+FROM evidence_verdict v JOIN comparison_evidence e ON e.id = v.evidence_ref
+WHERE e.id_number = ANY($1::text[])
+GROUP BY e.id_number, v.decision_id, v.verdict, v.decided_by, v.decided_at, v.effective_date
+ORDER BY min(v.id)
+"""
+
+
+async def fetch_verdicts(conn: Conn, id_numbers: Sequence[str]) -> dict[str, list[StaffVerdict]]:
+    """The staff verdicts on these people's evidence, in the order they were given."""
+    verdicts: dict[str, list[StaffVerdict]] = {}
+    for r in await conn.fetch(_VERDICTS, list(id_numbers)):
+        verdicts.setdefault(r["id_number"], []).append(
+            StaffVerdict(
+                evidence=frozenset(zip(r["sources"], r["evidence_ids"], strict=True)),
+                verdict=Verdict(r["verdict"]),
+                decided_by=r["decided_by"].removeprefix("staff:"),
+                decided_on=r["decided_at"].astimezone(CST).date(),
+                effective_date=r["effective_date"],
+            )
+        )
+    return verdicts
+
+
+async def fetch_judged_evidence(conn: Conn, id_numbers: Sequence[str]) -> dict[str, PersonEvidence]:
+    """These people's evidence judged against the verdicts so far (people without any
+    evidence are absent)."""
+    evidence = await fetch_person_evidence(conn, id_numbers)
+    if not evidence:
+        return {}
+    verdicts = await fetch_verdicts(conn, list(evidence))
+    return {k: person_evidence(v, verdicts.get(k, ())) for k, v in evidence.items()}

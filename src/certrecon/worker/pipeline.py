@@ -43,11 +43,14 @@ from certrecon.consumers.dead_letter import (
 )
 from certrecon.consumers.decode import Invalid, Valid, decode
 from certrecon.domain import CST, Certification, Channel, Cycle, Decision, Outcome, RosterRecord
+from certrecon.evidence.wire import EvidenceInvalid, decode_evidence
 from certrecon.reconcile import RULE_VERSION, decide
+from certrecon.reconcile.evidence import NO_EVIDENCE, PersonEvidence
 from certrecon.results import DECIDED_BY_RULES
 from certrecon.settings import Settings
 from certrecon.store import batches
 from certrecon.store.db import Conn, refused_data_state
+from certrecon.store.evidence import TopicEvidence, fetch_judged_evidence, record_topic_evidence
 from certrecon.store.results import (
     NewResult,
     OutboxMessage,
@@ -57,6 +60,8 @@ from certrecon.store.results import (
     record_prepared,
 )
 from certrecon.store.roster import RosterVersion, fetch_roster_versions
+
+COMPARISON_LABEL = "comparison"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,8 @@ class PipelineConfig:
     group_id: str
     working_days: int
     max_skew: dt.timedelta
+    comparison_topic: str | None = None
+    """Big-data comparison evidence (contract 1.1); None: not consumed."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -93,7 +100,13 @@ class PipelineConfig:
             group_id=settings.group_id,
             working_days=settings.deadline_working_days,
             max_skew=dt.timedelta(seconds=settings.max_clock_skew_seconds),
+            comparison_topic=settings.comparison_topic,
         )
+
+    def label(self, topic: str) -> str:
+        """The metrics label of an inbound topic: its channel, or ``comparison``."""
+        channel = self.topic_channels.get(topic)
+        return COMPARISON_LABEL if channel is None else channel.value
 
 
 # ------------------------------------------------------------------------------- outcomes
@@ -190,7 +203,15 @@ class Rejected:
         return self.letter.record
 
 
-RecordOutcome = Answered | ForReview | Rejected
+@dataclass(frozen=True, slots=True)
+class EvidenceIn:
+    """A valid comparison evidence message, to be recorded with its batch."""
+
+    record: Inbound
+    item: TopicEvidence
+
+
+RecordOutcome = Answered | ForReview | Rejected | EvidenceIn
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,14 +259,17 @@ def start_record(
     calendar: WorkingCalendar,
     received_at: dt.datetime,
     receipt: dt.datetime | None = None,
-) -> Pending | Rejected:
+) -> Pending | Rejected | EvidenceIn:
     """Decode, validate and time one record: what can be done before the roster is read.
 
     ``received_at`` is the receiving clock of the batch (also the decision time).
     Validation is judged against :func:`receiving_instant`, which the ledger stores with
     the certification: the same bytes validated again later (a redelivery, an audit
     replay) give the same answer. A replay passes the recorded instant as ``receipt``.
+    Comparison evidence is decoded and validated here too (:func:`start_evidence`).
     """
+    if record.topic == config.comparison_topic:
+        return start_evidence(record, config=config, received_at=received_at)
     stage = "decoding"
     known: Certification | None = None
     validated_at = receipt or receiving_instant(record, received_at)
@@ -273,6 +297,27 @@ def start_record(
         return _failed(record, stage, exc, _Env(config, calendar, received_at, receipt), known)
 
 
+def start_evidence(
+    record: Inbound, *, config: PipelineConfig, received_at: dt.datetime
+) -> EvidenceIn | Rejected:
+    """Decode and validate one comparison evidence message: recorded with the batch, or a
+    dead letter."""
+    try:
+        decoded = decode_evidence(
+            record.value, topic=record.topic, received_at=received_at, max_skew=config.max_skew
+        )
+    except Exception as exc:
+        errors: tuple[str, ...] = (f"decoding: internal error ({_describe(exc)})",)
+        letter = DeadLetter(record, errors)
+        return Rejected(letter, letter.message(config))
+    if isinstance(decoded, EvidenceInvalid):
+        letter = DeadLetter(record, decoded.errors)
+        return Rejected(letter, letter.message(config))
+    raw = record.value or b""
+    item = TopicEvidence(decoded.evidence, record.topic, record.partition, record.offset, raw)
+    return EvidenceIn(record, item)
+
+
 def finish_record(
     pending: Pending,
     roster_entry: RosterRecord | None,
@@ -280,13 +325,20 @@ def finish_record(
     config: PipelineConfig,
     calendar: WorkingCalendar,
     roster_version: int | None = None,
-) -> RecordOutcome:
+    comparison: PersonEvidence = NO_EVIDENCE,
+) -> Answered | ForReview | Rejected:
     """Decide one valid certification against its roster entry (version ``roster_version``)
-    and encode the outcome."""
+    and the person's comparison evidence, and encode the outcome."""
     stage = "rules"
     row, cert = pending.row, pending.certification
     try:
-        decision = decide(cert, roster_entry, Cycle.of(cert), region_prefix=config.region_prefix)
+        decision = decide(
+            cert,
+            roster_entry,
+            Cycle.of(cert),
+            region_prefix=config.region_prefix,
+            comparison=comparison,
+        )
         stage = "encoding"
         evidence = _evidence(decision)
         if decision.outcome is None:
@@ -543,14 +595,20 @@ class PreparedBatch:
 def _finish(
     pending: Pending,
     entry: RosterVersion | None,
+    comparison: PersonEvidence,
     *,
     config: PipelineConfig,
     calendar: WorkingCalendar,
 ) -> RecordOutcome:
     if entry is None:
-        return finish_record(pending, None, config=config, calendar=calendar)
+        return finish_record(pending, None, config=config, calendar=calendar, comparison=comparison)
     return finish_record(
-        pending, entry.record, config=config, calendar=calendar, roster_version=entry.version
+        pending,
+        entry.record,
+        config=config,
+        calendar=calendar,
+        roster_version=entry.version,
+        comparison=comparison,
     )
 
 
@@ -567,8 +625,16 @@ async def prepare_batch(
     started = [start_record(r, config=config, calendar=calendar, received_at=now) for r in records]
     wanted = sorted({s.certification.id_number for s in started if isinstance(s, Pending)})
     roster = await fetch_roster_versions(conn, wanted) if wanted else {}
+    # Death or prison evidence still open holds the person's certifications for staff.
+    comparison = await fetch_judged_evidence(conn, wanted) if wanted else {}
     outcomes: list[RecordOutcome] = [
-        _finish(s, roster.get(s.certification.id_number), config=config, calendar=calendar)
+        _finish(
+            s,
+            roster.get(s.certification.id_number),
+            comparison.get(s.certification.id_number, NO_EVIDENCE),
+            config=config,
+            calendar=calendar,
+        )
         if isinstance(s, Pending)
         else s
         for s in started
@@ -626,6 +692,8 @@ Stored = Answered | ForReview
 def _stored(outcome: RecordOutcome) -> Stored | None:
     if isinstance(outcome, Rejected):
         return outcome.answered
+    if isinstance(outcome, EvidenceIn):
+        return None
     return outcome
 
 
@@ -662,7 +730,7 @@ async def commit_batch(
     if not outcomes:
         return report
     for outcome in outcomes:
-        channel = config.topic_channels[outcome.record.topic].value
+        channel = config.label(outcome.record.topic)
         report.consumed_by_channel[channel] = report.consumed_by_channel.get(channel, 0) + 1
     rejected = [o for o in outcomes if isinstance(o, Rejected)]
     dead = [r.letter for r in rejected]
@@ -694,6 +762,24 @@ async def commit_batch(
                     messages.append(letter.message(config))
         fresh = [s for s in unique if s.row.certification_id in inserted]
         await _write_decisions(conn, fresh, config, now, report)
+        evidence = {
+            (o.item.topic, o.item.partition, o.item.offset): o
+            for o in outcomes
+            if isinstance(o, EvidenceIn)
+        }
+        if evidence:
+            recorded = await record_topic_evidence(conn, [o.item for o in evidence.values()])
+            report.duplicates += len(recorded.repeated)
+            for refused in recorded.conflicting:
+                ev = refused.evidence
+                problem = (
+                    f"evidence_id {ev.evidence_id} of source {ev.source!r} was already "
+                    "received with different content; the first one stands"
+                )
+                position = (refused.topic, refused.partition, refused.offset)
+                letter = DeadLetter(evidence[position].record, (problem,))
+                dead.append(letter)
+                messages.append(letter.message(config))
         await enqueue(conn, messages)
         report.rejected = dead
         report.next_offsets = _next_offsets([o.record for o in outcomes])
@@ -778,6 +864,8 @@ def refused_alone(outcome: RecordOutcome, sqlstate: str, config: PipelineConfig)
     if isinstance(outcome, Rejected):
         letter = outcome.letter
         letter = DeadLetter(letter.record, (*letter.errors, error), letter.certification_id)
+    elif isinstance(outcome, EvidenceIn):
+        letter = DeadLetter(outcome.record, (error,))
     else:
         letter = DeadLetter(outcome.record, (error,), outcome.row.certification_id)
     return Rejected(letter, letter.message(config))
@@ -822,10 +910,12 @@ async def commit_bisecting(
 
 
 __all__ = [
+    "COMPARISON_LABEL",
     "Answered",
     "BatchReport",
     "CertificationRow",
     "DeadLetter",
+    "EvidenceIn",
     "ForReview",
     "Inbound",
     "Pending",
@@ -840,5 +930,6 @@ __all__ = [
     "process_record",
     "receiving_instant",
     "record_time",
+    "start_evidence",
     "start_record",
 ]

@@ -109,7 +109,7 @@ class Worker:
             listener = kafka.StoredOffsetsListener(
                 consumer, functools.partial(self._load_offsets, pool), batch_lock
             )
-            consumer.subscribe(list(s.channel_topics.values()), listener=listener)
+            consumer.subscribe(s.inbound_topics(), listener=listener)
             await kafka.start_consumer(consumer, self.bootstrap, security=s.kafka_security)
             stack.push_async_callback(consumer.stop)
             relay = OutboxRelay(
@@ -148,7 +148,7 @@ class Worker:
             ]
             self.listener = listener
             self.state.started = True
-            log.info("worker started", group=s.group_id, topics=sorted(s.channel_topics.values()))
+            log.info("worker started", group=s.group_id, topics=sorted(s.inbound_topics()))
             try:
                 await supervise(
                     stop,
