@@ -4,8 +4,10 @@ messages, and a redelivery changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import sys
 from typing import Any
 
 from certrecon.cycle import CycleMode, Period
@@ -22,6 +24,7 @@ from tests.support import (
     produce,
     read_topic,
     running_worker,
+    settings_env,
     wait_for,
 )
 
@@ -118,5 +121,117 @@ async def test_evidence_is_recorded_and_holds_a_later_certification(
         judged = await person_rows(conn, period, [dead_person.id_number, alive.id_number])
         assert judged[dead_person.id_number].status.value == "pending_review"
         assert judged[alive.id_number].status.value == "certified"
+    finally:
+        await conn.close()
+
+
+async def _cli(settings: Any, dsn: str, bootstrap: str, *args: str) -> tuple[int, str, str]:
+    env = settings_env(settings, dsn, bootstrap)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "certrecon",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_staff_verdicts_release_held_certifications_and_stop_payments(
+    fresh_database: str, kafka_bootstrap: str
+) -> None:
+    settings = isolated_settings()
+    await create_topics(settings, kafka_bootstrap)
+    wrongly_dead, really_dead = eligible_roster(2, seed=32)
+    conn = await db.connect(fresh_database)
+    try:
+        await import_roster(conn, [wrongly_dead, really_dead])
+        today = NOW.date()
+        topic = settings.comparison_topic
+        died = today - dt.timedelta(days=20)
+        await produce(
+            kafka_bootstrap,
+            [
+                (topic, b"a", evidence("MZ-7", "death", wrongly_dead, died)),
+                (topic, b"b", evidence("MZ-8", "death", really_dead, died)),
+            ],
+        )
+        when = NOW - dt.timedelta(hours=1)
+        app = settings.channel_topics[Channel.APP_12333]
+        async with running_worker(settings, fresh_database, kafka_bootstrap):
+            await wait_for(conn, "SELECT count(*) FROM evidence_review_item", lambda n: n == 2)
+            held = [
+                certification("W1", Channel.APP_12333, wrongly_dead, when),
+                certification("W2", Channel.APP_12333, really_dead, when),
+            ]
+            await produce(kafka_bootstrap, [(app, b"k", encode(c)) for c in held])
+            await wait_for(conn, "SELECT count(*) FROM decision", lambda n: n == 2)
+            assert await conn.fetchval("SELECT count(*) FROM result") == 0
+
+            code, out, err = await _cli(
+                settings, fresh_database, kafka_bootstrap, "review", "list", "--json"
+            )
+            assert code == 0, err
+            items = {i["item"]: i for i in json.loads(out) if "item" in i}
+            assert len(items) == 2
+            assert wrongly_dead.id_number not in out
+            refs = {
+                r["evidence_id"]: f"E{r['id']}"
+                for r in await conn.fetch("SELECT id, evidence_id FROM comparison_evidence")
+            }
+            code, out, err = await _cli(
+                settings, fresh_database, kafka_bootstrap, "review", "show", refs["MZ-7"]
+            )
+            assert code == 0, err
+            assert "civil_affairs:cremation" in out
+
+            code, out, err = await _cli(
+                settings, fresh_database, kafka_bootstrap,
+                "review", "decide", refs["MZ-7"], "--outcome", "evidence_rejected",
+                "--by", "s3", "--note", "alive, seen at the counter",
+            )  # fmt: skip
+            assert code == 0, err
+            assert "W1 answered: qualified" in out
+            code, out, err = await _cli(
+                settings, fresh_database, kafka_bootstrap,
+                "review", "decide", refs["MZ-8"], "--outcome", "eligibility_lost",
+                "--by", "s3", "--effective-date", died.isoformat(),
+            )  # fmt: skip
+            assert code == 0, err
+            assert "W2 answered: eligibility_lost" in out
+            assert "benefit action stop queued" in out
+            # Decided once: a second verdict is refused and changes nothing.
+            code, _, err = await _cli(
+                settings, fresh_database, kafka_bootstrap,
+                "review", "decide", refs["MZ-8"], "--outcome", "evidence_rejected", "--by", "s4",
+            )  # fmt: skip
+            assert code == 2
+            assert "closed already" in err
+
+            results = await read_topic(kafka_bootstrap, settings.result_topic, at_least=2)
+            actions = await read_topic(kafka_bootstrap, settings.benefit_action_topic, at_least=1)
+
+        outcome = {json.loads(r.value)["certification_id"]: json.loads(r.value) for r in results}
+        assert {k: v["outcome"] for k, v in outcome.items()} == {
+            "W1": "qualified",
+            "W2": "eligibility_lost",
+        }
+        assert outcome["W1"]["decided_by"] == "rules"
+        (stop,) = [json.loads(a.value) for a in actions]
+        assert stop["action"] == "stop"
+        assert stop["action_id"] == f"{really_dead.id_number}:{today.year}:stop"
+        assert stop["effective_date"] == died.isoformat()
+        assert stop["decided_by"] == "staff:s3"
+        verdicts = await conn.fetch("SELECT verdict, login FROM evidence_verdict ORDER BY id")
+        assert [v["verdict"] for v in verdicts] == ["rejected", "confirmed"]
+        assert all(v["login"] for v in verdicts)
+        period = Period.of(CycleMode.CALENDAR_YEAR, today.year, today)
+        judged = await person_rows(conn, period, [wrongly_dead.id_number, really_dead.id_number])
+        assert judged[wrongly_dead.id_number].status.value == "certified"
+        assert judged[really_dead.id_number].status.value == "eligibility_lost"
     finally:
         await conn.close()

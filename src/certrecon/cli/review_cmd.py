@@ -85,15 +85,26 @@ def list_cmd(include_closed: bool, as_json: bool, limit: int) -> None:
         async with database(settings) as conn:
             return await list_queue(conn, include_closed=include_closed, limit=limit)
 
+    from certrecon.cli.evidence_cmd import item_json, print_items
+    from certrecon.store.evidence_review import EvidenceItem, list_evidence_items
+
+    async def evidence_items() -> list[EvidenceItem]:
+        async with database(settings) as conn:
+            return await list_evidence_items(conn, include_closed=include_closed, limit=limit)
+
     items = run_async(go)
+    person_items = run_async(evidence_items)
     if as_json:
-        click.echo(json_text([_item_json(i) for i in items]))
+        listed = [_item_json(i) for i in items]
+        click.echo(json_text(listed + [item_json(e, masked=True) for e in person_items]))
         return
     from rich.table import Table
 
     out = console()
+    if person_items:
+        print_items(person_items, include_closed=include_closed)
     if not items:
-        out.print(cell("The review queue is empty."))
+        out.print(cell("The certification review queue is empty."))
         return
     table = Table(title="Review queue (times in CST; * = provisional deadline)")
     for name in ("certification", "channel", "ID number", "reason", "queued", "due date"):
@@ -162,6 +173,13 @@ def show_cmd(certification_id: str, as_json: bool) -> None:
     them against local records is the purpose of a review. Do not paste it into tickets.
     """
     _check_certification_id(certification_id)
+    from certrecon.store.evidence_review import is_evidence_item
+
+    if is_evidence_item(certification_id):
+        from certrecon.cli.evidence_cmd import show_item
+
+        show_item(certification_id, as_json)
+        return
     settings = load_settings()
 
     async def go() -> CertificationFile:
@@ -255,18 +273,45 @@ def _check_certification_id(certification_id: str) -> None:
     default=None,
     help=f"What you checked (at most {MAX_NOTE_LENGTH} characters); kept on record, not published.",
 )
-def decide_cmd(certification_id: str, outcome: str, staff_id: str, note: str | None) -> None:
+@click.option(
+    "--effective-date",
+    "effective_text",
+    default=None,
+    help="Evidence items (E<n>) confirmed: the date eligibility was lost, YYYY-MM-DD "
+    "(default: the evidence's event date).",
+)
+def decide_cmd(
+    certification_id: str,
+    outcome: str,
+    staff_id: str,
+    note: str | None,
+    effective_text: str | None,
+) -> None:
     """Decide a certification; the result is published through the outbox.
 
     The first result of a certification is revision 1 (CERT_ID:1). Deciding a certification
     that already has a result with another outcome corrects it as the next revision; earlier
     revisions stay on record. Deciding the outcome it already has changes nothing.
+
+    A person-level evidence item (E<n>) is decided with --outcome eligibility_lost (the
+    evidence is right; --effective-date) or evidence_rejected (it is wrong); the person's
+    certifications it held then go to the rules, and a confirmation tells the payment
+    system to stop.
     """
     _check_certification_id(certification_id)
     check_free_text("--outcome", outcome, max_length=MAX_ARGUMENT_LENGTH)
     check_free_text("--by", staff_id, max_length=MAX_STAFF_ID_LENGTH)
     if note is not None:
         check_free_text("--note", note, max_length=MAX_NOTE_LENGTH, multiline=True)
+    from certrecon.store.evidence_review import is_evidence_item
+
+    if is_evidence_item(certification_id):
+        from certrecon.cli.evidence_cmd import decide_item
+
+        decide_item(certification_id, outcome.strip(), staff_id, note, effective_text)
+        return
+    if effective_text is not None:
+        raise click.UsageError("--effective-date is for evidence items (E<n>) only")
     settings = load_settings()
 
     async def go() -> StaffDecision:
