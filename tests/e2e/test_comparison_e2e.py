@@ -5,13 +5,14 @@ messages, and a redelivery changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import sys
 from typing import Any
 
 from certrecon.cycle import CycleMode, Period
-from certrecon.domain import Channel
+from certrecon.domain import CST, Channel, RosterStatus
 from certrecon.store import db
 from certrecon.store.cycle import person_rows
 from certrecon.store.roster import import_roster
@@ -233,5 +234,41 @@ async def test_staff_verdicts_release_held_certifications_and_stop_payments(
         judged = await person_rows(conn, period, [wrongly_dead.id_number, really_dead.id_number])
         assert judged[wrongly_dead.id_number].status.value == "certified"
         assert judged[really_dead.id_number].status.value == "eligibility_lost"
+    finally:
+        await conn.close()
+
+
+async def test_a_suspended_person_certifying_twice_gets_one_resume(
+    fresh_database: str, kafka_bootstrap: str
+) -> None:
+    settings = isolated_settings()
+    await create_topics(settings, kafka_bootstrap)
+    (person,) = eligible_roster(1, seed=33)
+    held_since = NOW.date() - dt.timedelta(days=40)
+    person = dataclasses.replace(person, status=RosterStatus.SUSPENDED, suspended_on=held_since)
+    conn = await db.connect(fresh_database)
+    try:
+        await import_roster(conn, [person])
+        when = NOW - dt.timedelta(hours=1)
+        first = certification("S1", Channel.APP_12333, person, when)
+        second = certification("S2", Channel.ESSC, person, when + dt.timedelta(minutes=5))
+        async with running_worker(settings, fresh_database, kafka_bootstrap):
+            await produce(
+                kafka_bootstrap,
+                [(settings.channel_topics[Channel.APP_12333], b"k", encode(first))],
+            )
+            await read_topic(kafka_bootstrap, settings.result_topic, at_least=1)
+            await produce(
+                kafka_bootstrap, [(settings.channel_topics[Channel.ESSC], b"k", encode(second))]
+            )
+            await read_topic(kafka_bootstrap, settings.result_topic, at_least=2)
+            actions = await read_topic(kafka_bootstrap, settings.benefit_action_topic, at_least=1)
+        (resume,) = [json.loads(a.value) for a in actions]
+        assert resume["action"] == "resume"
+        assert resume["action_id"] == f"{person.id_number}:{when.astimezone(CST).year}:resume"
+        assert resume["suspended_on"] == held_since.isoformat()
+        assert resume["basis"] == "12333"
+        assert resume["decided_by"] == "rules"
+        assert await conn.fetchval("SELECT count(*) FROM benefit_action") == 1
     finally:
         await conn.close()

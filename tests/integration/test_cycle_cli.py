@@ -111,6 +111,21 @@ async def test_assisted_certification_is_recorded_with_staff_and_login(
     assert row["login"] == await conn.fetchval("SELECT session_user")
     assert row["note"] == "visited at home"
 
+    # A suspended person certified this way gets their payments resumed, once.
+    for _ in range(2):
+        code, out, err = await certrecon(
+            fresh_database, tmp_path, "certify", "assisted", P_PROOF,
+            "--how", "embassy_papers", "--by", "s17", "--at", "2026-05-07T10:00:00+08:00",
+        )  # fmt: skip
+        assert code == 0, err
+    payload = await conn.fetchval(
+        "SELECT payload FROM outbox WHERE kind = 'benefit_action' AND message_id = $1",
+        f"{P_PROOF}:2026:resume",
+    )
+    resume = json.loads(payload)
+    assert (resume["basis"], resume["decided_by"]) == ("assisted:embassy_papers", "staff:s17")
+    assert await conn.fetchval("SELECT count(*) FROM benefit_action") == 1
+
 
 async def test_assisted_certification_out_of_scope_is_refused(
     fresh_database: str, conn: asyncpg.Connection, tmp_path: Path

@@ -67,7 +67,13 @@ def assisted(
 
     async def go() -> AssistedRecorded:
         async with database(settings) as conn:
-            return await record_assisted(conn, cert, mode=settings.cycle_mode, now=now)
+            return await record_assisted(
+                conn,
+                cert,
+                mode=settings.cycle_mode,
+                now=now,
+                benefit_action_topic=settings.benefit_action_topic,
+            )
 
     done = run_async(go)
     echo(
@@ -75,3 +81,5 @@ def assisted(
         f"{cert.how.value} on {cert.local_date.isoformat()} by staff:{staff_id} "
         f"(login {done.login}) at {cst_text(done.recorded_at)}"
     )
+    if done.actions:
+        echo(f"  payments resume: benefit action queued for {settings.benefit_action_topic}")

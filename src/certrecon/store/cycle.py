@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from certrecon.cycle.actions import BenefitAction, resume_action
 from certrecon.cycle.assisted import AssistedCertification, assisted_problems
 from certrecon.cycle.lists import UNKNOWN_DISTRICT, CycleSummary, OutreachRow
 from certrecon.cycle.status import (
@@ -33,11 +34,13 @@ from certrecon.cycle.status import (
     Period,
     PersonFacts,
 )
+from certrecon.domain import CST
 from certrecon.errors import InputError
 from certrecon.evidence.model import Evidence
 from certrecon.reconcile.evidence import person_evidence
 from certrecon.store.db import Conn
 from certrecon.store.evidence import fetch_person_evidence, fetch_verdicts
+from certrecon.store.results import OutboxMessage, enqueue
 from certrecon.store.roster import fetch_roster
 
 __all__ = [
@@ -47,7 +50,9 @@ __all__ = [
     "cycle_summary",
     "fetch_person_facts",
     "person_rows",
+    "publish_benefit_actions",
     "record_assisted",
+    "resume_actions",
 ]
 
 # ----------------------------------------------------------------------------------------
@@ -66,12 +71,20 @@ class AssistedRecorded:
     id: int
     login: str | None
     recorded_at: dt.datetime
+    actions: tuple[str, ...] = ()
+    """Benefit actions published (a suspended person's ``resume``)."""
 
 
 async def record_assisted(
-    conn: Conn, cert: AssistedCertification, *, mode: CycleMode, now: dt.datetime
+    conn: Conn,
+    cert: AssistedCertification,
+    *,
+    mode: CycleMode,
+    now: dt.datetime,
+    benefit_action_topic: str | None = None,
 ) -> AssistedRecorded:
-    """Record one assisted certification, with the staff id and the database login.
+    """Record one assisted certification, with the staff id and the database login; a
+    suspended person's ``resume`` goes to ``benefit_action_topic`` in the same transaction.
 
     Raises :class:`InputError` (nothing recorded) when the contract refuses it: an ID
     number not in scope, a bad ``--by`` or ``--note``, an instant in the future.
@@ -90,8 +103,12 @@ async def record_assisted(
             f"staff:{cert.by}",
             cert.note,
         )
-    assert row is not None
-    return AssistedRecorded(row["id"], row["login"], row["recorded_at"])
+        assert row is not None
+        actions: list[str] = []
+        if benefit_action_topic is not None:
+            found = await resume_actions(conn, [(cert.id_number, cert.local_date)], mode)
+            actions = await publish_benefit_actions(conn, found, now, benefit_action_topic)
+    return AssistedRecorded(row["id"], row["login"], row["recorded_at"], tuple(actions))
 
 
 # ----------------------------------------------------------------------------------------
@@ -338,3 +355,78 @@ async def cycle_rows(
             r["last_certified_on"],
             r["valid_until"],
         )
+
+
+# ----------------------------------------------------------------------------------------
+# Benefit actions
+# ----------------------------------------------------------------------------------------
+
+_SUSPENDED = """
+SELECT id_number FROM roster WHERE id_number = ANY($1::text[]) AND status = 'suspended'
+"""
+
+
+async def resume_actions(
+    conn: Conn, bases: Sequence[tuple[str, dt.date]], mode: CycleMode
+) -> list[BenefitAction]:
+    """The ``resume`` actions that certifications or proof of life dated ``bases`` (ID
+    number, local date) call for, read in the caller's transaction after they were
+    recorded: only suspended people who are now certified or confirmed for that cycle."""
+    if not bases:
+        return []
+    wanted = sorted({k for k, _ in bases})
+    suspended = [r["id_number"] for r in await conn.fetch(_SUSPENDED, wanted)]
+    if not suspended:
+        return []
+    facts = await fetch_person_facts(conn, suspended)
+    actions: dict[str, BenefitAction] = {}
+    for id_number, day in sorted(bases, key=lambda b: (b[1], b[0])):
+        person = facts.get(id_number)
+        if person is None:
+            continue
+        action = resume_action(person, Period.of(mode, day.year, day))
+        if action is not None:
+            actions.setdefault(action.action_id, action)
+    return list(actions.values())
+
+
+async def publish_benefit_actions(
+    conn: Conn, actions: list[BenefitAction], now: dt.datetime, topic: str
+) -> list[str]:
+    """Record and enqueue benefit actions not published before (by ``action_id``)."""
+    done: list[str] = []
+    for action in actions:
+        inserted = await conn.fetchval(
+            """
+            INSERT INTO benefit_action (action_id, action, id_number, year, reason, decided_by,
+                                        suspended_on, effective_date, basis, basis_date,
+                                        raised_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            ON CONFLICT (action_id) DO NOTHING
+            RETURNING action_id
+            """,
+            action.action_id,
+            action.action.value,
+            action.id_number,
+            action.year,
+            action.reason,
+            action.decided_by,
+            action.suspended_on,
+            action.effective_date,
+            action.basis,
+            action.basis_date,
+            now,
+        )
+        if inserted is None:
+            continue
+        payload = action.message(now.astimezone(CST)).to_bytes()
+        await enqueue(
+            conn,
+            [
+                OutboxMessage(
+                    action.action_id, "benefit_action", topic, action.id_number.encode(), payload
+                )
+            ],
+        )
+        done.append(action.action_id)
+    return done

@@ -30,8 +30,9 @@ from certrecon.cycle.status import PersonFacts
 from certrecon.domain import CST
 from certrecon.errors import ReviewError
 from certrecon.reconcile.evidence import Verdict
+from certrecon.store.cycle import publish_benefit_actions
 from certrecon.store.evidence import fetch_judged_evidence
-from certrecon.store.results import OutboxMessage, enqueue, record_results
+from certrecon.store.results import record_results
 from certrecon.store.roster import fetch_roster_versions
 from certrecon.text import MAX_NOTE_LENGTH, check_free_text
 
@@ -296,49 +297,7 @@ async def decide_evidence(
         actions: list[BenefitAction] = []
         if verdict is Verdict.CONFIRMED and roster is not None:
             actions = stop_actions(PersonFacts(roster.record, evidence=judged))
-        published = await _publish_actions(conn, actions, now, benefit_action_topic)
+        published = await publish_benefit_actions(conn, actions, now, benefit_action_topic)
     return EvidenceDecision(
         decision_id, tuple(i.name for i in covered), tuple(answered), tuple(published)
     )
-
-
-async def _publish_actions(
-    conn: asyncpg.Connection, actions: list[BenefitAction], now: dt.datetime, topic: str
-) -> list[str]:
-    """Record and enqueue benefit actions not published before (by ``action_id``)."""
-    done: list[str] = []
-    for action in actions:
-        inserted = await conn.fetchval(
-            """
-            INSERT INTO benefit_action (action_id, action, id_number, year, reason, decided_by,
-                                        suspended_on, effective_date, basis, basis_date,
-                                        raised_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-            ON CONFLICT (action_id) DO NOTHING
-            RETURNING action_id
-            """,
-            action.action_id,
-            action.action.value,
-            action.id_number,
-            action.year,
-            action.reason,
-            action.decided_by,
-            action.suspended_on,
-            action.effective_date,
-            action.basis,
-            action.basis_date,
-            now,
-        )
-        if inserted is None:
-            continue
-        payload = action.message(now.astimezone(CST)).to_bytes()
-        await enqueue(
-            conn,
-            [
-                OutboxMessage(
-                    action.action_id, "benefit_action", topic, action.id_number.encode(), payload
-                )
-            ],
-        )
-        done.append(action.action_id)
-    return done

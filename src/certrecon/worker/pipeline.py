@@ -42,13 +42,24 @@ from certrecon.consumers.dead_letter import (
     dead_letter_message,
 )
 from certrecon.consumers.decode import Invalid, Valid, decode
-from certrecon.domain import CST, Certification, Channel, Cycle, Decision, Outcome, RosterRecord
+from certrecon.domain import (
+    CST,
+    Certification,
+    Channel,
+    Cycle,
+    CycleMode,
+    Decision,
+    Outcome,
+    RosterRecord,
+)
+from certrecon.evidence.model import EvidenceKind
 from certrecon.evidence.wire import EvidenceInvalid, decode_evidence
 from certrecon.reconcile import RULE_VERSION, decide
 from certrecon.reconcile.evidence import NO_EVIDENCE, PersonEvidence
 from certrecon.results import DECIDED_BY_RULES
 from certrecon.settings import Settings
 from certrecon.store import batches
+from certrecon.store.cycle import publish_benefit_actions, resume_actions
 from certrecon.store.db import Conn, refused_data_state
 from certrecon.store.evidence import TopicEvidence, fetch_judged_evidence, record_topic_evidence
 from certrecon.store.results import (
@@ -89,6 +100,9 @@ class PipelineConfig:
     max_skew: dt.timedelta
     comparison_topic: str | None = None
     """Big-data comparison evidence (contract 1.1); None: not consumed."""
+    benefit_action_topic: str | None = None
+    """Where ``resume`` actions go; None: none are published."""
+    cycle_mode: CycleMode = CycleMode.CALENDAR_YEAR
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -101,6 +115,8 @@ class PipelineConfig:
             working_days=settings.deadline_working_days,
             max_skew=dt.timedelta(seconds=settings.max_clock_skew_seconds),
             comparison_topic=settings.comparison_topic,
+            benefit_action_topic=settings.benefit_action_topic,
+            cycle_mode=settings.cycle_mode,
         )
 
     def label(self, topic: str) -> str:
@@ -767,8 +783,21 @@ async def commit_batch(
             for o in outcomes
             if isinstance(o, EvidenceIn)
         }
+        # Suspended people certified or proven alive now get their payments resumed.
+        bases = [
+            (s.row.id_number, s.row.due.local_date)
+            for s in fresh
+            if isinstance(s, Answered)
+            and s.decision.outcome is Outcome.QUALIFIED
+            and s.row.id_number is not None
+        ]
         if evidence:
             recorded = await record_topic_evidence(conn, [o.item for o in evidence.values()])
+            bases.extend(
+                (i.evidence.id_number, i.evidence.event_date)
+                for i in recorded.inserted
+                if i.evidence.kind is EvidenceKind.PROOF_OF_LIFE
+            )
             report.duplicates += len(recorded.repeated)
             for refused in recorded.conflicting:
                 ev = refused.evidence
@@ -780,6 +809,9 @@ async def commit_batch(
                 letter = DeadLetter(evidence[position].record, (problem,))
                 dead.append(letter)
                 messages.append(letter.message(config))
+        if config.benefit_action_topic is not None and bases:
+            actions = await resume_actions(conn, bases, config.cycle_mode)
+            await publish_benefit_actions(conn, actions, now, config.benefit_action_topic)
         await enqueue(conn, messages)
         report.rejected = dead
         report.next_offsets = _next_offsets([o.record for o in outcomes])
