@@ -25,12 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from certrecon.cycle.lists import CycleSummary
+from certrecon.cycle.status import Period
 from certrecon.domain import CST, Channel, RosterRecord, RosterStatus
 from certrecon.embedded import EmbeddedBroker, EmbeddedPostgres
 from certrecon.errors import InputError
 from certrecon.logs import get_logger, mask_id
 from certrecon.settings import Settings
 from certrecon.store import db
+from certrecon.store.cycle import cycle_summary
 from certrecon.store.db import Conn
 from certrecon.store.migrations import migrate
 from certrecon.store.roster import import_roster
@@ -48,6 +51,8 @@ class Scenario:
     """(topic, key, value) to push."""
     expected_certifications: int
     """How many messages carry a usable certification_id (each gets a result or review)."""
+    expected_evidence: int = 0
+    """How many comparison evidence messages are valid (each is recorded)."""
 
 
 MIN_PEOPLE = 110
@@ -126,7 +131,59 @@ def build_scenario(
     push(Channel.NATIONAL_PLATFORM, body, roster[102].id_number)
     # Undecodable: no usable certification_id, so a dead letter only.
     messages.append((settings.channel_topics[Channel.ESSC], None, b"\xff\xfenot json"))
-    return Scenario(roster, messages, expected)
+    evidence = _comparison_evidence(settings, roster, now)
+    messages.extend(evidence)
+    return Scenario(roster, messages, expected, len(evidence))
+
+
+def _comparison_evidence(
+    settings: Settings, roster: list[RosterRecord], now: dt.datetime
+) -> list[tuple[str, bytes | None, bytes]]:
+    """Big-data comparison evidence: proof of life for people whose certification failed
+    (silent certification), a death and an imprisonment to verify person by person."""
+    today = now.astimezone(CST).date()
+    observed = (now - dt.timedelta(hours=2)).astimezone(CST).isoformat()
+
+    def message(n: int, kind: str, person: RosterRecord, day: dt.date, source: str) -> bytes:
+        body = {
+            "schema_version": 1,
+            "evidence_id": f"DEMO-{today:%Y%m%d}-{n:04d}",
+            "kind": kind,
+            "subject": {
+                "id_type": "resident_id",
+                "id_number": person.id_number,
+                "name": person.name,
+            },
+            "event_date": day.isoformat(),
+            "source": source,
+            "observed_at": observed,
+        }
+        return json.dumps(body, ensure_ascii=False).encode()
+
+    found = [
+        (i, "proof_of_life", roster[i], today - dt.timedelta(days=i % 60), "transport:rail_travel")
+        for i in range(60, 95)
+    ]
+    found.append(
+        (103, "death", roster[103], today - dt.timedelta(days=12), "civil_affairs:cremation")
+    )
+    found.append(
+        (104, "imprisonment", roster[104], today - dt.timedelta(days=30), "justice:prison")
+    )
+    topic = settings.comparison_topic
+    return [
+        (topic, person.id_number.encode(), message(i, kind, person, day, source))
+        for i, kind, person, day, source in found
+    ]
+
+
+async def _wait_for_evidence(conn: Conn, expected: int) -> None:
+    """Wait (bounded) until the demo's comparison evidence is recorded."""
+    async with asyncio.timeout(60):
+        while True:
+            if await conn.fetchval("SELECT count(*) FROM comparison_evidence") >= expected:
+                return
+            await asyncio.sleep(0.2)
 
 
 async def wait_until_settled(conn: Conn, expected: int) -> None:
@@ -158,6 +215,9 @@ class Summary:
     results_published: int
     answered: tuple[str, str] | None = None
     """(certification_id, certified_at as sent) of a certification the rules answered."""
+    cycle: CycleSummary | None = None
+    """The certification cycle of this year, as of today (``cycle_period``)."""
+    cycle_period: Period | None = None
 
 
 async def summarise(conn: Conn) -> Summary:
@@ -342,8 +402,16 @@ async def run_demo(
                 await running  # raises the worker's error
                 raise RuntimeError("the worker stopped before the demo finished")
             await waiting
+            await _wait_for_evidence(conn, scenario.expected_evidence)
             await running
-            return await summarise(conn)
+            summary = await summarise(conn)
+            today = now.astimezone(CST).date()
+            period = Period.of(settings.cycle_mode, today.year, today)
+            return dataclasses.replace(
+                summary,
+                cycle=await cycle_summary(conn, period),
+                cycle_period=period,
+            )
         finally:
             await conn.close()
 

@@ -86,6 +86,9 @@ def test_the_demo_leaves_its_data_for_the_commands_it_prints(tmp_path: Path) -> 
     queued, first = sorted(set(in_order)), in_order[0]
     assert int(waiting.group(1)) == len(queued) > 0
     assert f"stays in {tmp_path / '.certrecon'}" in out
+    # The certification cycle: comparison evidence confirmed some people silently.
+    cycle = out.partition("Certification cycle")[2]
+    assert re.search(r"confirmed_by_evidence\s+│?\s*[1-9]", cycle), cycle
 
     commands = _printed_commands(out)
     # Typed as printed: at most an activation line first, then plain certrecon commands
@@ -124,7 +127,8 @@ def test_the_demo_leaves_its_data_for_the_commands_it_prints(tmp_path: Path) -> 
     assert "Resetting the database an earlier demo left in" in again.stdout
     ((_, status, listed),) = _type(tmp_path, ["certrecon review list --json"])
     assert status == 0
-    open_again = {i["certification_id"][-6:] for i in json.loads(listed)}
+    # Person-level evidence items (no certification id) are listed beside them.
+    open_again = {i["certification_id"][-6:] for i in json.loads(listed) if "item" not in i}
     assert first[-6:] in open_again
 
 

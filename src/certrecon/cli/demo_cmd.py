@@ -91,6 +91,11 @@ def demo(people: int) -> None:
             f"dead letters published: {summary.dead_letters}"
         )
     )
+    if summary.cycle is not None and summary.cycle_period is not None:
+        from certrecon.cli.cycle_view import cycle_heading, print_summary
+
+        p = summary.cycle_period
+        print_summary(summary.cycle, cycle_heading(p.mode, p.year, p.as_of))
     # Plain lines, not rich: they are meant to be copied, so no wrapping and no markup.
     echo(
         f"\nThe demo's database stays in {settings.data_dir.resolve()} (the broker kept its "
@@ -113,6 +118,8 @@ def follow_up_commands(
         certification_id, certified_at = summary.answered
         lines.append(f"{run} review show {shlex.quote(certification_id)}")
         lines.append(f"{run} calendar due {shlex.quote(certified_at)}")
+    if summary.cycle is not None:
+        lines.append(f"{run} cycle status")
     return lines
 
 
