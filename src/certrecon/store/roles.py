@@ -129,6 +129,9 @@ RIGHTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
             "evidence_verdict",
             "assisted_certification",
             "benefit_action",
+            # Releasing held certifications re-runs the rules, with the calendar.
+            "calendar_override",
+            "calendar_published_year",
         ),
         # ledger_entry: the writers record the digests of the rows they insert.
         "INSERT": (
