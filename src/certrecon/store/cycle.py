@@ -321,10 +321,22 @@ def _args(period: Period) -> tuple[str, int, dt.date]:
     return (period.mode.value, period.year, period.as_of)
 
 
+# The per-person aggregates of a municipal roster (millions of rows) are hashed in memory
+# rather than spilled to disk; the setting lasts until the end of the caller's transaction.
+_WORK_MEM = "SET LOCAL work_mem = '256MB'"
+
+
 async def cycle_summary(conn: Conn, period: Period) -> CycleSummary:
     """Counts of in-scope people by status and by district (``cycle status``)."""
     summary = CycleSummary(period.year)
-    for r in await conn.fetch(_SUMMARY, *_args(period)):
+    if conn.is_in_transaction():
+        await conn.execute(_WORK_MEM)
+        rows = await conn.fetch(_SUMMARY, *_args(period))
+    else:
+        async with conn.transaction(readonly=True):
+            await conn.execute(_WORK_MEM)
+            rows = await conn.fetch(_SUMMARY, *_args(period))
+    for r in rows:
         summary.add(r["district"] or UNKNOWN_DISTRICT, CycleStatus(r["status"]), r["people"])
     return summary
 
@@ -344,6 +356,7 @@ async def cycle_rows(
         if expiring_within < 0:
             raise InputError("--expiring-within must not be negative")
     horizon = None if expiring_within is None else period.as_of + dt.timedelta(days=expiring_within)
+    await conn.execute(_WORK_MEM)
     cursor = conn.cursor(_LIST, *_args(period), horizon, prefetch=batch)
     async for r in cursor:
         yield OutreachRow(
