@@ -122,6 +122,7 @@ async def test_evidence_is_recorded_and_holds_a_later_certification(
         judged = await person_rows(conn, period, [dead_person.id_number, alive.id_number])
         assert judged[dead_person.id_number].status.value == "pending_review"
         assert judged[alive.id_number].status.value == "certified"
+        await _ledger_intact(settings, fresh_database, kafka_bootstrap)
     finally:
         await conn.close()
 
@@ -140,6 +141,14 @@ async def _cli(settings: Any, dsn: str, bootstrap: str, *args: str) -> tuple[int
     out, err = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+async def _ledger_intact(settings: Any, dsn: str, bootstrap: str) -> None:
+    """``certrecon audit verify``: every row the worker and staff wrote is accounted for."""
+    code, out, err = await _cli(settings, dsn, bootstrap, "audit", "verify", "--json")
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["intact"] is True, report
 
 
 async def test_staff_verdicts_release_held_certifications_and_stop_payments(
@@ -234,6 +243,7 @@ async def test_staff_verdicts_release_held_certifications_and_stop_payments(
         judged = await person_rows(conn, period, [wrongly_dead.id_number, really_dead.id_number])
         assert judged[wrongly_dead.id_number].status.value == "certified"
         assert judged[really_dead.id_number].status.value == "eligibility_lost"
+        await _ledger_intact(settings, fresh_database, kafka_bootstrap)
     finally:
         await conn.close()
 
@@ -270,5 +280,6 @@ async def test_a_suspended_person_certifying_twice_gets_one_resume(
         assert resume["basis"] == "12333"
         assert resume["decided_by"] == "rules"
         assert await conn.fetchval("SELECT count(*) FROM benefit_action") == 1
+        await _ledger_intact(settings, fresh_database, kafka_bootstrap)
     finally:
         await conn.close()
