@@ -203,7 +203,12 @@ async def soak(minutes: float, rate: float, workdir: Path) -> int:
         + ", ".join(f"{m}:{lag}" for m, lag in lag_each_minute)
     )
     stuck = [m for m, lag in lag_each_minute if lag > rate * SAMPLE_SECONDS]
-    print("lag back to (near) 0 every minute: " + ("yes" if not stuck else f"no, minutes {stuck}"))
+    unread = [m for m, lag in lag_each_minute if lag < 0]
+    if unread or not lag_each_minute:
+        verdict = f"unknown, the lag could not be read (minutes {unread})"
+    else:
+        verdict = "yes" if not stuck else f"no, minutes {stuck}"
+    print("lag back to (near) 0 every minute: " + verdict)
     return 0
 
 
