@@ -406,40 +406,49 @@ async def resume_actions(
 async def publish_benefit_actions(
     conn: Conn, actions: list[BenefitAction], now: dt.datetime, topic: str
 ) -> list[str]:
-    """Record and enqueue benefit actions not published before (by ``action_id``)."""
-    done: list[str] = []
-    for action in actions:
-        inserted = await conn.fetchval(
-            """
-            INSERT INTO benefit_action (action_id, action, id_number, year, reason, decided_by,
-                                        suspended_on, effective_date, basis, basis_date,
-                                        raised_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-            ON CONFLICT (action_id) DO NOTHING
-            RETURNING action_id
-            """,
-            action.action_id,
-            action.action.value,
-            action.id_number,
-            action.year,
-            action.reason,
-            action.decided_by,
-            action.suspended_on,
-            action.effective_date,
-            action.basis,
-            action.basis_date,
-            now,
-        )
-        if inserted is None:
-            continue
-        payload = action.message(now.astimezone(CST)).to_bytes()
-        await enqueue(
-            conn,
-            [
-                OutboxMessage(
-                    action.action_id, "benefit_action", topic, action.id_number.encode(), payload
-                )
-            ],
-        )
-        done.append(action.action_id)
-    return done
+    """Record and enqueue benefit actions not published before (by ``action_id``), in one
+    insert and one enqueue whatever their number."""
+    # One row per action id (a repeat in the list would be enqueued twice).
+    actions = list({a.action_id: a for a in actions}.values())
+    if not actions:
+        return []
+    rows = await conn.fetch(
+        """
+        INSERT INTO benefit_action (action_id, action, id_number, year, reason, decided_by,
+                                    suspended_on, effective_date, basis, basis_date,
+                                    raised_at)
+        SELECT a.*, $11::timestamptz
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
+                    $7::date[], $8::date[], $9::text[], $10::date[]) AS a
+        ON CONFLICT (action_id) DO NOTHING
+        RETURNING action_id
+        """,
+        [a.action_id for a in actions],
+        [a.action.value for a in actions],
+        [a.id_number for a in actions],
+        [a.year for a in actions],
+        [a.reason for a in actions],
+        [a.decided_by for a in actions],
+        [a.suspended_on for a in actions],
+        [a.effective_date for a in actions],
+        [a.basis for a in actions],
+        [a.basis_date for a in actions],
+        now,
+    )
+    inserted = {r["action_id"] for r in rows}
+    fresh = [a for a in actions if a.action_id in inserted]
+    at = now.astimezone(CST)
+    await enqueue(
+        conn,
+        [
+            OutboxMessage(
+                a.action_id,
+                "benefit_action",
+                topic,
+                a.id_number.encode(),
+                a.message(at).to_bytes(),
+            )
+            for a in fresh
+        ],
+    )
+    return [a.action_id for a in fresh]
