@@ -1,18 +1,22 @@
 """The outbox relay against a real broker and PostgreSQL: a message refused for good is
-recorded and skipped, and never holds up the messages behind it."""
+recorded and skipped, and never holds up the messages behind it; a message whose answer
+was lost is offered again before any later message with its key."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import RequestTimedOutError
 
 from certrecon.calendar import default_calendar
 from certrecon.consumers.dead_letter import MAX_DEAD_LETTER_BYTES, MAX_KEY_BYTES
@@ -21,7 +25,7 @@ from certrecon.store import db
 from certrecon.store.results import OutboxMessage, enqueue
 from certrecon.worker.kafka import ensure_topics, start_producer
 from certrecon.worker.pipeline import Inbound, PipelineConfig, commit_batch, prepare_batch
-from certrecon.worker.relay import OutboxRelay, RelayReport
+from certrecon.worker.relay import OutboxRelay, RelayReport, send_waves
 from tests.support import isolated_settings, read_topic
 
 NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
@@ -122,3 +126,55 @@ async def test_a_refused_message_is_recorded_skipped_and_alerted(
         assert unsent == 1
         assert await conn.fetchval("SELECT count(*) FROM outbox_backlog") == 0
     assert (await relay.relay_once()).handled == 0
+
+
+async def test_a_later_revision_never_overtakes_one_that_timed_out(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, kafka_bootstrap: str
+) -> None:
+    # The broker kept r1 but its answer was lost (a request timeout): the relay must offer
+    # r1 again, and r2 of the same key only after it, so the key's last message is r2.
+    topic = f"certrecon.relay-test.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [topic], 1)
+    messages = [
+        OutboxMessage("c1:1", "result", topic, b"person-a", b'{"r":"a1"}'),
+        OutboxMessage("c2:1", "result", topic, b"person-b", b'{"r":"b1"}'),
+        OutboxMessage("c1:2", "result", topic, b"person-a", b'{"r":"a2"}'),
+    ]
+    async with pool.acquire() as conn:
+        await enqueue(conn, messages)
+    real_send = producer.send
+    lost_answers = ["c1:1"]
+
+    async def send(topic: str, **kwargs: Any) -> asyncio.Future[Any]:
+        sent: asyncio.Future[Any] = await real_send(topic, **kwargs)
+        message_id = dict(kwargs["headers"])["message_id"].decode()
+        if message_id not in lost_answers:
+            return sent
+        lost_answers.remove(message_id)
+
+        async def answer_lost() -> None:
+            await sent
+            raise RequestTimedOutError()
+
+        return asyncio.ensure_future(answer_lost())
+
+    producer.send = send
+    reports: list[RelayReport] = []
+    relay = OutboxRelay(pool, producer, batch_size=10, idle_seconds=0.05, on_sent=reports.append)
+
+    await relay.drain()
+
+    published = await read_topic(kafka_bootstrap, topic, at_least=4)
+    person_a = [r.value for r in published if r.key == b"person-a"]
+    assert person_a == [b'{"r":"a1"}', b'{"r":"a1"}', b'{"r":"a2"}']
+    assert [r.value for r in published if r.key == b"person-b"] == [b'{"r":"b1"}']
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM outbox_ack") == 3
+        assert await conn.fetchval("SELECT count(*) FROM outbox_backlog") == 0
+    assert [r.sent for r in reports if r.sent] == [1, 2]  # b1, then a1 and a2 again
+
+
+def test_a_key_occurs_once_per_wave_in_its_order() -> None:
+    a, b = b"a", b"b"
+    assert send_waves([]) == []
+    assert send_waves([a, b, None, a, None, a, b]) == [[0, 1, 2, 4], [3, 6], [5]]

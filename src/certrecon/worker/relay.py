@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,26 @@ def refused_for_good(exc: BaseException | None) -> bool:
     and failed authorisation non-retriable too, and those say nothing about one message.
     """
     return isinstance(exc, _REFUSED_FOR_GOOD)
+
+
+class HeldBehind(Exception):
+    """Not sent: an earlier message with the same key has no answer yet in this round."""
+
+
+def send_waves(keys: Sequence[bytes | None]) -> list[list[int]]:
+    """Positions of ``keys`` grouped so that a key occurs at most once per wave, each key's
+    occurrences in their order across waves; messages without a key go in the first."""
+    waves: list[list[int]] = []
+    seen: dict[bytes, int] = {}
+    for i, key in enumerate(keys):
+        n = 0
+        if key is not None:
+            n = seen.get(key, 0)
+            seen[key] = n + 1
+        if n == len(waves):
+            waves.append([])
+        waves[n].append(i)
+    return waves
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -175,12 +195,43 @@ class OutboxRelay:
         return report
 
     async def _send_all(self, rows: list[outbox.Pending]) -> list[BaseException | None]:
-        """Send every row; the outcome per row: None when acknowledged, else the error."""
+        """Send every row; the outcome per row: None when acknowledged, else the error.
+
+        Rows are sent in waves (:func:`send_waves`): a key's next message leaves only once
+        its previous one is acknowledged or refused for good. Sent together, a later
+        revision could be acknowledged while the earlier one timed out; re-sent, the
+        earlier one would then land after it, and a reader keeping a person's last message
+        would keep the old revision. Behind a message without an answer, the key's later
+        messages wait (:class:`HeldBehind`) and are offered again with it, in order.
+        """
         outcomes: list[BaseException | None] = [None] * len(rows)
+        unanswered: set[bytes] = set()
+        for wave in send_waves([r.key for r in rows]):
+            sendable = []
+            for i in wave:
+                key = rows[i].key
+                if key is not None and key in unanswered:
+                    outcomes[i] = HeldBehind()
+                else:
+                    sendable.append(i)
+            await self._send_wave(rows, sendable, outcomes)
+            for i in sendable:
+                key = rows[i].key
+                if (
+                    key is not None
+                    and outcomes[i] is not None
+                    and not refused_for_good(outcomes[i])
+                ):
+                    unanswered.add(key)
+        return outcomes
+
+    async def _send_wave(
+        self, rows: list[outbox.Pending], wave: list[int], outcomes: list[BaseException | None]
+    ) -> None:
         pending: dict[int, asyncio.Future[Any]] = {}
-        for i, row in enumerate(rows):
+        for i in wave:
             try:
-                pending[i] = await self._send(row)
+                pending[i] = await self._send(rows[i])
             except KafkaError as exc:  # refused before sending, e.g. too large
                 outcomes[i] = exc
         done = await asyncio.gather(*pending.values(), return_exceptions=True)
@@ -200,7 +251,6 @@ class OutboxRelay:
                     outcomes[i] = exc
                 else:
                     outcomes[i] = None
-        return outcomes
 
     async def _send(self, row: outbox.Pending) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = await self._producer.send(
