@@ -357,7 +357,11 @@ def _pure_path_budget(count: int, repeat: int) -> None:
     from certrecon.worker import pipeline
     from certrecon.worker.pipeline import Inbound, PipelineConfig, process_record
 
-    now = dt.datetime(2026, 9, 30, 3, 0, tzinfo=dt.UTC)
+    # The records are stamped by the broker at ``now``: a certification is judged against
+    # the broker's timestamp (see pipeline.receiving_instant), and the generated roster's
+    # birth dates against today, so a fixed date would make every record a dead letter.
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    stamp = int(now.timestamp() * 1000)
     config = PipelineConfig.from_settings(Settings())
     topic_of = {c: t for t, c in config.topic_channels.items()}
     calendar = default_calendar()
@@ -370,11 +374,11 @@ def _pure_path_budget(count: int, repeat: int) -> None:
         channel = channels[i % len(channels)]
         body = certification(f"B{i:08d}", channel, person, now - dt.timedelta(hours=1))
         raw = json.dumps(body, ensure_ascii=False).encode()
-        records.append(Inbound(topic_of[channel], 0, i, 0, person.id_number.encode(), raw))
+        records.append(Inbound(topic_of[channel], 0, i, stamp, person.id_number.encode(), raw))
         wrong = person.id_number[:17] + ("0" if person.id_number[17] != "0" else "1")
         body["subject"]["id_number"] = wrong
         raw = json.dumps(body, ensure_ascii=False).encode()
-        invalid.append(Inbound(topic_of[channel], 0, i, 0, wrong.encode(), raw))
+        invalid.append(Inbound(topic_of[channel], 0, i, stamp, wrong.encode(), raw))
     channel_of = config.topic_channels
     today = now.date()
 
@@ -387,6 +391,8 @@ def _pure_path_budget(count: int, repeat: int) -> None:
         pipeline.start_record(r, config=config, calendar=calendar, received_at=now) for r in records
     ]
     pendings = [s for s in started if isinstance(s, pipeline.Pending)]
+    if len(pendings) != len(records):
+        raise SystemExit("some generated certifications are not valid: the budget would be wrong")
     decisions = [
         decide(c, roster.get(c.id_number), Cycle.of(c), region_prefix=config.region_prefix)
         for c in certs

@@ -86,7 +86,13 @@ PARTITIONS = 6
 POLL = 0.05
 """Seconds between looks at the processes (RSS, liveness, start marker in the logs)."""
 STALL = 30.0
-"""Seconds without a new result after which a run is declared stuck."""
+"""Seconds without a new result after which a run is looked at: stuck if its processes were
+also idle (below ``IDLE_SHARE`` of one core) over that time."""
+IDLE_SHARE = 0.05
+"""A service using less of one core than this is waiting, not working: a starved worker on
+a loaded machine still gets several times more, an idle one polls for well under it."""
+STALL_BUSY = 600.0
+"""Seconds without a new result after which a run is stuck however busy its processes are."""
 WORKER_READY = "partitions assigned"
 
 
@@ -211,6 +217,49 @@ class ResultCounter:
         self.done.set()
 
 
+class _StallWatch:
+    """Tells a stuck run from a slow one.
+
+    No new result for ``STALL`` seconds is a stall only if the service's processes were
+    idle over that time too: on a loaded machine a starved worker can go that long between
+    two relay rounds (or before its first) while it is working. A busy service gets another
+    window, up to ``STALL_BUSY`` seconds without a result.
+    """
+
+    def __init__(self, label: str, count: int, pids: Sequence[int]) -> None:
+        self._label, self._count, self._pids = label, count, list(pids)
+        self._seen = 0
+        self._result_at = self._mark_at = time.monotonic()
+        self._mark_cpu = self._cpu()
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for pid in self._pids:
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(pid)
+        return total
+
+    def check(self, seen: int) -> str | None:
+        """None while the run is making progress or working; else why it is stuck."""
+        now = time.monotonic()
+        if seen > self._seen:
+            self._seen, self._result_at = seen, now
+            self._mark_at, self._mark_cpu = now, self._cpu()
+            return None
+        quiet = now - self._result_at
+        where = f"{self._label}: no new result for {quiet:.0f} s ({seen} of {self._count})"
+        if quiet > STALL_BUSY:
+            return f"{where}, although its processes kept working"
+        if now - self._mark_at < STALL:
+            return None
+        cpu = self._cpu()
+        share = (cpu - self._mark_cpu) / (now - self._mark_at)
+        if share < IDLE_SHARE:
+            return f"{where}; its processes used {share:.1%} of one core meanwhile (idle)"
+        self._mark_at, self._mark_cpu = now, cpu
+        return None
+
+
 def _tails(logs: Sequence[Path], lines: int = 40) -> str:
     """The end of each log, for an error message (the logs go with the temporary directory)."""
     parts = []
@@ -243,14 +292,11 @@ async def observe(
         start: _Snapshot | None = None
         before = 0  # results already out when the clock started
         peak = 0.0
-        seen, progress_at = 0, time.monotonic()
+        watch = _StallWatch(label, count, pids)
         while not counter.done.is_set():
-            if len(counter.ids) > seen:
-                seen, progress_at = len(counter.ids), time.monotonic()
-            elif time.monotonic() - progress_at > STALL:
-                raise RuntimeError(
-                    f"{label}: no new result for {STALL:.0f} s ({seen} of {count})\n" + _tails(logs)
-                )
+            problem = watch.check(len(counter.ids))
+            if problem is not None:
+                raise RuntimeError(problem + "\n" + _tails(logs))
             for p in procs:
                 peak = max(peak, peak_rss_mb(p.pid))
                 if p.poll() is not None:
@@ -309,9 +355,15 @@ async def passthrough(servers: Servers, values: list[bytes]) -> Run:
         while not consumer.assignment():
             await asyncio.sleep(0.01)
         start = _Snapshot(servers, [os.getpid()])
-        done = 0
+        done, moved_at = 0, time.monotonic()
         while done < len(values):
             batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+            if batch:
+                moved_at = time.monotonic()
+            elif time.monotonic() - moved_at > STALL:
+                raise RuntimeError(
+                    f"passthrough: nothing to read for {STALL:.0f} s ({done} of {len(values)})"
+                )
             futures = []
             last = {}
             for tp, msgs in batch.items():
