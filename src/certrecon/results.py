@@ -10,6 +10,7 @@ so a result has one encoding whichever way it was built.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from typing import Annotated, Self
@@ -173,6 +174,13 @@ def _rfc3339(value: dt.datetime) -> str:
     offset = value.utcoffset()
     if offset is None:
         raise ValueError("decided_at must be timezone-aware")
+    # Keyed on the offset too: equal instants with other offsets are equal datetimes.
+    return _rfc3339_at(value, offset)
+
+
+@functools.lru_cache(maxsize=256)
+def _rfc3339_at(value: dt.datetime, offset: dt.timedelta) -> str:
+    """Cached: the worker stamps every result of a batch with the batch's decision instant."""
     local = value.replace(tzinfo=None).isoformat()
     seconds = int(offset.total_seconds())
     if seconds == 0:

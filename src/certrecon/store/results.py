@@ -20,6 +20,13 @@ ON CONFLICT (message_id) DO NOTHING
 RETURNING message_id
 """
 
+# A result's outbox row is new whenever its result row is (message_id = result_id, unique in
+# result): no conflict to look for, nothing to read back.
+_INSERT_RESULT_MESSAGES = """
+INSERT INTO outbox (message_id, kind, topic, key, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[])
+"""
+
 # The published bytes are stored once, in the outbox row whose message_id is the result_id.
 _INSERT_RESULTS = """
 INSERT INTO result (
@@ -115,26 +122,22 @@ async def enqueue(conn: Conn, messages: Sequence[OutboxMessage]) -> None:
     """Add messages to the outbox; a message_id already there is left as it is."""
     if not messages:
         return
-    inserted = {
-        r[0]
-        for r in await conn.fetch(
-            INSERT_OUTBOX,
-            [m.message_id for m in messages],
-            [m.kind for m in messages],
-            [m.topic for m in messages],
-            [m.key for m in messages],
-            [m.payload for m in messages],
-        )
-    }
-    await ledger.record_rows(
-        conn,
-        "outbox",
-        [
-            (m.message_id, m.kind, m.topic, m.key, m.payload)
-            for m in messages
-            if m.message_id in inserted
-        ],
-    )
+    columns = _outbox_columns(messages)
+    inserted = {r[0] for r in await conn.fetch(INSERT_OUTBOX, *columns)}
+    if len(inserted) < len(messages):
+        columns = _outbox_columns([m for m in messages if m.message_id in inserted])
+    await ledger.record_columns(conn, "outbox", columns)
+
+
+def _outbox_columns(messages: Sequence[OutboxMessage]) -> list[list[Any]]:
+    """The outbox columns of ``messages``, in the order of their digest columns."""
+    return [
+        [m.message_id for m in messages],
+        [m.kind for m in messages],
+        [m.topic for m in messages],
+        [m.key for m in messages],
+        [m.payload for m in messages],
+    ]
 
 
 async def record_results(
@@ -170,10 +173,11 @@ async def record_prepared(conn: Conn, prepared: Sequence[PreparedResult], *, top
     ]
     await conn.execute(_INSERT_RESULTS, *columns)
     await ledger.record_columns(conn, "result", [*columns, [None] * len(results)])
-    await enqueue(
-        conn,
-        [OutboxMessage(p.result_id, "result", topic, p.result.key, p.payload) for p in prepared],
-    )
+    ids = columns[2]
+    messages = [ids, ["result"] * len(ids), [topic] * len(ids)]
+    messages += [[r.key for r in results], [p.payload for p in prepared]]
+    await conn.execute(_INSERT_RESULT_MESSAGES, *messages)
+    await ledger.record_columns(conn, "outbox", messages)
 
 
 _INSERT_FAILURES = """
