@@ -1,6 +1,7 @@
 """The outbox relay against a real broker and PostgreSQL: a message refused for good is
 recorded and skipped, and never holds up the messages behind it; a message whose answer
-was lost is offered again before any later message with its key."""
+was lost is offered again before any later message with its key; messages handed to the
+producer in batches land where a message-by-message send would put them, in order."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import asyncpg
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import RequestTimedOutError
+from aiokafka.partitioner import murmur2
 
 from certrecon.calendar import default_calendar
 from certrecon.consumers.dead_letter import MAX_DEAD_LETTER_BYTES, MAX_KEY_BYTES
@@ -25,7 +27,12 @@ from certrecon.store import db
 from certrecon.store.results import OutboxMessage, enqueue
 from certrecon.worker.kafka import ensure_topics, start_producer
 from certrecon.worker.pipeline import Inbound, PipelineConfig, commit_batch, prepare_batch
-from certrecon.worker.relay import OutboxRelay, RelayReport, send_waves
+from certrecon.worker.relay import (
+    BATCHED_MESSAGE_BYTES,
+    OutboxRelay,
+    RelayReport,
+    send_waves,
+)
 from tests.support import isolated_settings, read_topic
 
 NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
@@ -131,8 +138,8 @@ async def test_a_refused_message_is_recorded_skipped_and_alerted(
 async def test_a_later_revision_never_overtakes_one_that_timed_out(
     pool: asyncpg.Pool, producer: AIOKafkaProducer, kafka_bootstrap: str
 ) -> None:
-    # The broker kept r1 but its answer was lost (a request timeout): the relay must offer
-    # r1 again, and r2 of the same key only after it, so the key's last message is r2.
+    # The broker kept a1 but its answer was lost (a request timeout): the relay must offer
+    # a1 again, and a2 of the same key only after it, so the key's last message is a2.
     topic = f"certrecon.relay-test.{uuid.uuid4().hex[:8]}"
     await ensure_topics(kafka_bootstrap, [topic], 1)
     messages = [
@@ -142,15 +149,16 @@ async def test_a_later_revision_never_overtakes_one_that_timed_out(
     ]
     async with pool.acquire() as conn:
         await enqueue(conn, messages)
-    real_send = producer.send
-    lost_answers = ["c1:1"]
+    # The relay hands the producer whole batches: the first one, a1 and b1, is kept by the
+    # broker but its answer lost.
+    real_send_batch = producer.send_batch
+    lost_answers = [True]
 
-    async def send(topic: str, **kwargs: Any) -> asyncio.Future[Any]:
-        sent: asyncio.Future[Any] = await real_send(topic, **kwargs)
-        message_id = dict(kwargs["headers"])["message_id"].decode()
-        if message_id not in lost_answers:
+    async def send_batch(batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        sent: asyncio.Future[Any] = await real_send_batch(batch, topic, partition=partition)
+        if not lost_answers:
             return sent
-        lost_answers.remove(message_id)
+        lost_answers.pop()
 
         async def answer_lost() -> None:
             await sent
@@ -158,7 +166,7 @@ async def test_a_later_revision_never_overtakes_one_that_timed_out(
 
         return asyncio.ensure_future(answer_lost())
 
-    producer.send = send
+    producer.send_batch = send_batch
     reports: list[RelayReport] = []
     relay = OutboxRelay(pool, producer, batch_size=10, idle_seconds=0.05, on_sent=reports.append)
 
@@ -167,14 +175,53 @@ async def test_a_later_revision_never_overtakes_one_that_timed_out(
     published = await read_topic(kafka_bootstrap, topic, at_least=4)
     person_a = [r.value for r in published if r.key == b"person-a"]
     assert person_a == [b'{"r":"a1"}', b'{"r":"a1"}', b'{"r":"a2"}']
-    assert [r.value for r in published if r.key == b"person-b"] == [b'{"r":"b1"}']
+    assert [r.value for r in published if r.key == b"person-b"] == [b'{"r":"b1"}'] * 2
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM outbox_ack") == 3
         assert await conn.fetchval("SELECT count(*) FROM outbox_backlog") == 0
-    assert [r.sent for r in reports if r.sent] == [1, 2]  # b1, then a1 and a2 again
+    assert [r.sent for r in reports if r.sent] == [3]  # a1, b1 again, then a2
 
 
 def test_a_key_occurs_once_per_wave_in_its_order() -> None:
     a, b = b"a", b"b"
     assert send_waves([]) == []
     assert send_waves([a, b, None, a, None, a, b]) == [[0, 1, 2, 4], [3, 6], [5]]
+
+
+async def test_batched_sends_keep_each_key_on_its_partition_in_outbox_order(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, kafka_bootstrap: str
+) -> None:
+    topic = f"certrecon.relay-test.{uuid.uuid4().hex[:8]}"
+    partitions = 3
+    await ensure_topics(kafka_bootstrap, [topic], partitions)
+    # Enough bytes per partition to fill more than one producer batch (256 KiB), a message
+    # too large for a batch in the middle, one without a key, and keys with several
+    # messages (revisions).
+    messages = [
+        OutboxMessage(f"m{i}", "result", topic, b"k%d" % (i % 500), b"%d:" % i + b"x" * 2000)
+        for i in range(600)
+    ]
+    big = OutboxMessage("big", "result", topic, b"big", b"y" * 100_000)
+    assert len(big.payload) > BATCHED_MESSAGE_BYTES
+    messages.insert(300, big)
+    messages.insert(10, OutboxMessage("keyless", "dead_letter", topic, None, b"{}"))
+    async with pool.acquire() as conn:
+        await enqueue(conn, messages)
+    relay = OutboxRelay(pool, producer, batch_size=1000, idle_seconds=0.05)
+
+    assert await relay.drain() == len(messages)
+
+    published = await read_topic(kafka_bootstrap, topic, at_least=len(messages))
+    ids = [dict(r.headers)["message_id"].decode() for r in published]
+    assert sorted(ids) == sorted(m.message_id for m in messages)
+    position = {m.message_id: n for n, m in enumerate(messages)}
+    by_key: dict[bytes, list[tuple[int, int]]] = {}
+    for record, message_id in zip(published, ids, strict=True):
+        if record.key is not None:
+            # The default partitioner's choice, as AIOKafkaProducer.send makes it.
+            assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % partitions
+            by_key.setdefault(record.key, []).append((record.offset, position[message_id]))
+    for key, seen in by_key.items():
+        order = [n for _, n in sorted(seen)]
+        assert order == sorted(order), f"key {key!r} out of outbox order"
+    assert max(len(seen) for seen in by_key.values()) == 2

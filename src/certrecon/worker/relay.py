@@ -33,6 +33,8 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnsupportedForMessageFormatError,
 )
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from certrecon.logs import get_logger
 from certrecon.retry import RetryPolicy
@@ -70,6 +72,14 @@ _REFUSED_FOR_GOOD: tuple[type[KafkaError], ...] = (
     InvalidTimestampError,
     UnsupportedForMessageFormatError,
 )
+
+
+BATCHED_MESSAGE_BYTES = 64 * 1024
+"""Rows larger than this (key and value) are sent alone, through the producer's ``send``."""
+
+_PARTITIONER = DefaultPartitioner()
+"""The producer's partitioner (:func:`certrecon.worker.kafka.start_producer` keeps the
+default)."""
 
 
 def refused_for_good(exc: BaseException | None) -> bool:
@@ -228,18 +238,16 @@ class OutboxRelay:
     async def _send_wave(
         self, rows: list[outbox.Pending], wave: list[int], outcomes: list[BaseException | None]
     ) -> None:
-        pending: dict[int, asyncio.Future[Any]] = {}
-        for i in wave:
-            try:
-                pending[i] = await self._send(rows[i])
-            except KafkaError as exc:  # refused before sending, e.g. too large
-                outcomes[i] = exc
-        done = await asyncio.gather(*pending.values(), return_exceptions=True)
-        for i, result in zip(pending, done, strict=True):
+        deliveries = await self._submit(rows, wave, outcomes)
+        done = await asyncio.gather(*(f for _, f in deliveries), return_exceptions=True)
+        pending: list[int] = []
+        for (members, _), result in zip(deliveries, done, strict=True):
+            pending.extend(members)
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result  # cancellation and the like are not about a message
-                outcomes[i] = result
+                for i in members:
+                    outcomes[i] = result
         # The broker answers for a whole producer batch: one message too large fails the
         # others sent with it. Offered alone, each gets its own answer.
         suspects = [i for i in pending if refused_for_good(outcomes[i])]
@@ -251,6 +259,85 @@ class OutboxRelay:
                     outcomes[i] = exc
                 else:
                     outcomes[i] = None
+
+    async def _submit(
+        self, rows: list[outbox.Pending], wave: list[int], outcomes: list[BaseException | None]
+    ) -> list[tuple[list[int], asyncio.Future[Any]]]:
+        """Hand the rows at the positions ``wave`` to the producer; (positions, future of
+        their delivery) per producer batch. A row refused before sending gets its error in
+        ``outcomes``.
+
+        Rows are appended to one batch per partition, in order, and each batch is handed
+        over whole (``send_batch``): a round of a thousand messages costs a few producer
+        calls instead of a thousand. The partition is the one ``send`` would choose (the
+        default partitioner over the key), so a row's partition does not depend on the
+        path it took. A large row goes alone through ``send``, which checks its size
+        against the producer's limit, after the rows before it in its partition.
+        """
+        producer = self._producer
+        deliveries: list[tuple[list[int], asyncio.Future[Any]]] = []
+        filling: dict[tuple[str, int], tuple[BatchBuilder, list[int]]] = {}
+
+        async def deliver(tp: tuple[str, int]) -> None:
+            batch, members = filling.pop(tp)
+            batch.close()
+            future = await producer.send_batch(batch, tp[0], partition=tp[1])
+            deliveries.append((members, future))
+
+        def append(tp: tuple[str, int], i: int, headers: list[tuple[str, bytes]]) -> bool:
+            if tp not in filling:
+                filling[tp] = (producer.create_batch(), [])
+            batch, members = filling[tp]
+            row = rows[i]
+            if batch.append(key=row.key, value=row.payload, timestamp=None, headers=headers):
+                members.append(i)
+                return True
+            return False
+
+        partitions: dict[str, tuple[list[int], list[int]] | KafkaError] = {}
+        for i in wave:
+            row = rows[i]
+            headers = [("message_id", row.message_id.encode())]
+            if row.topic not in partitions:
+                partitions[row.topic] = await self._partitions(row.topic)
+            known = partitions[row.topic]
+            if isinstance(known, KafkaError):  # e.g. an invalid topic
+                outcomes[i] = known
+                continue
+            partition: int = _PARTITIONER(row.key, *known)
+            tp = (row.topic, partition)
+            if len(row.payload) + len(row.key or b"") <= BATCHED_MESSAGE_BYTES:
+                if append(tp, i, headers):
+                    continue
+                await deliver(tp)  # full: handed over, and the row starts the next one
+                if append(tp, i, headers):
+                    continue
+                del filling[tp]  # not even an empty batch takes it: it goes alone
+            if tp in filling:
+                await deliver(tp)
+            try:
+                future = await producer.send(
+                    row.topic, value=row.payload, key=row.key, partition=partition, headers=headers
+                )
+            except KafkaError as exc:  # refused before sending, e.g. too large
+                outcomes[i] = exc
+                continue
+            deliveries.append(([i], future))
+        for tp in list(filling):
+            await deliver(tp)
+        return deliveries
+
+    async def _partitions(self, topic: str) -> tuple[list[int], list[int]] | KafkaError:
+        """What ``send`` chooses a partition of ``topic`` from: all its partitions and the
+        available ones (as lists in the same order), or the error that refuses the topic."""
+        producer = self._producer
+        try:
+            await producer.partitions_for(topic)  # waits for the topic's metadata
+        except KafkaError as exc:
+            return exc
+        cluster = producer.client.cluster
+        every = list(cluster.partitions_for_topic(topic))
+        return every, list(cluster.available_partitions_for_topic(topic))
 
     async def _send(self, row: outbox.Pending) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = await self._producer.send(
