@@ -99,27 +99,34 @@ def decode(
         if supported is None
         else DecodeContext(topic, channel, received_at, max_skew, supported)
     )
-    try:
-        document = from_json(value)
-    except ValueError:
-        return Invalid(
-            channel=channel,
-            errors=(MESSAGE_NOT_JSON if _is_utf8(value) else MESSAGE_NOT_UTF8,),
-            raw=value,
-        )
-    if type(document) is not dict:
-        return Invalid(channel=channel, errors=(MESSAGE_NOT_OBJECT,), raw=value)
-    scan = MessageScan.of(value)
-    if scan.document is None:
-        # The first parser accepted what the standard one refuses (e.g. an integer of
-        # thousands of digits): stricter is safer.
-        return Invalid(channel=channel, errors=(MESSAGE_NOT_JSON,), raw=value)
+    # The standard parser's reading (a repeated key's value made unusable) and what it
+    # found wrong: a partial answer is built from it.
+    reading = clean_object(value)
+    problems: list[str] = []
+    document: Any = reading
+    if reading is None:
+        try:
+            document = from_json(value)
+        except ValueError:
+            return Invalid(
+                channel=channel,
+                errors=(MESSAGE_NOT_JSON if _is_utf8(value) else MESSAGE_NOT_UTF8,),
+                raw=value,
+            )
+        if type(document) is not dict:
+            return Invalid(channel=channel, errors=(MESSAGE_NOT_OBJECT,), raw=value)
+        scan = MessageScan.of(value)
+        if scan.document is None:
+            # The first parser accepted what the standard one refuses (e.g. an integer of
+            # thousands of digits): stricter is safer.
+            return Invalid(channel=channel, errors=(MESSAGE_NOT_JSON,), raw=value)
+        reading, problems = scan.document, scan.problems
     errors, certification = check_certification(document, context)
     if errors:
-        problems = [p for p in scan.problems if p not in errors]
-        return _partial(scan.document, (*problems, *errors), value, context)
-    if scan.problems:
-        return _partial(scan.document, tuple(scan.problems), value, context)
+        found = [p for p in problems if p not in errors]
+        return _partial(reading, (*found, *errors), value, context)
+    if problems:
+        return _partial(reading, tuple(problems), value, context)
     assert certification is not None
     extra = (
         {} if document.keys() <= FIELDS else {k: v for k, v in document.items() if k not in FIELDS}
@@ -182,6 +189,36 @@ class MessageScan:
             found = [*found[: _MAX_SCAN_PROBLEMS - 1], f"message: {more} more such problems"]
         scan.problems = found
         return scan
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_MAX_OPENINGS = 200
+"""Brackets a message may open and still be read by one parse: pydantic's parser refuses
+nesting deeper than about 200 levels, which the standard one takes."""
+
+
+def clean_object(value: bytes) -> dict[str, Any] | None:
+    """The message as a JSON object, parsed once, when it is one that both parsers read
+    alike and the scan has nothing to report about; else None (then the message is read
+    by both, to say what is wrong with it).
+
+    The common message needs a single parse. Left to the full reading: anything the
+    standard parser refuses or reports (repeated keys, non-finite numbers, integers too
+    long), NUL characters, and what pydantic's parser refuses and the standard one takes:
+    surrogate escapes, deep nesting.
+    """
+    try:
+        text = value.decode("utf-8")
+        if (
+            "\\u0000" in text
+            or _SURROGATE_ESCAPE.search(text)
+            or text.count("{") + text.count("[") > _MAX_OPENINGS
+        ):
+            return None
+        document = _CLEAN.decode(text)
+    except (ValueError, RecursionError, _Dirty):
+        return None
+    return document if type(document) is dict else None
 
 
 class _Dirty(Exception):
