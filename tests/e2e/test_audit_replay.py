@@ -27,6 +27,7 @@ from certrecon.calendar import default_calendar
 from certrecon.cli import cli
 from certrecon.cli.commands import register
 from certrecon.domain import CST, Channel, RosterStatus
+from certrecon.replay import run as run_module
 from certrecon.replay.report import check_manifest
 from certrecon.settings import Settings
 from certrecon.store import db
@@ -265,7 +266,7 @@ async def test_a_clean_window_is_clean_and_the_replay_changes_nothing(
 
 
 async def test_every_discrepancy_kind_names_its_certification(
-    scenario: Scenario, tmp_path: Path
+    scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = scenario
     o = s.owner
@@ -359,9 +360,19 @@ async def test_every_discrepancy_kind_names_its_certification(
     assert late[0][5] == "false"
     assert int(late[0][6]) > 100
 
+    # Re-derived in a pool of processes: the same report (lines in the order read).
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "processes_for", lambda records: 2)
+        pooled = await asyncio.to_thread(_replay, s, s.problem_window, report=tmp_path / "p")
+    assert pooled.exit_code == 1, pooled.output
+    assert json.loads(pooled.output) == summary
+    for name in ("items.jsonl", "timeliness.csv"):
+        lines = [sorted((tmp_path / d / name).read_text().splitlines()) for d in ("r", "p")]
+        assert lines[0] == lines[1]
+
 
 async def test_current_rules_report_what_a_roster_correction_would_change(
-    scenario: Scenario,
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = scenario
     person = next(p for p in eligible_roster(20, seed=77) if p.id_number == s.changed_person)
@@ -373,6 +384,11 @@ async def test_current_rules_report_what_a_roster_correction_would_change(
     summary = json.loads(current.output)
     assert summary["by_kind"]["decision_differs"] >= 1
     assert summary["discrepancies"] == summary["by_kind"]["decision_differs"]
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "processes_for", lambda records: 2)
+        pooled = await asyncio.to_thread(_replay, s, s.clean_window, "--rules", "current")
+    assert pooled.exit_code == 1, pooled.output
+    assert json.loads(pooled.output) == summary
 
 
 async def test_a_window_the_broker_no_longer_holds_is_truncated(

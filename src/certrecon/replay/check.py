@@ -86,6 +86,8 @@ class Published:
 
 
 def _split(joined: bytes) -> tuple[bytes, ...]:
+    if len(joined) == DIGEST_BYTES:
+        return (joined,)  # the common case: one content
     return tuple(joined[i : i + DIGEST_BYTES] for i in range(0, len(joined), DIGEST_BYTES))
 
 
@@ -115,6 +117,19 @@ def peek_certification_id(value: bytes | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Basis:
+    """What every record of one replay is re-derived with (the pure half of a check)."""
+
+    config: PipelineConfig
+    rules: Rules
+    now: dt.datetime
+    """The replay's instant: a deadline before it has passed."""
+    calendar_at: Callable[[dt.datetime], WorkingCalendar]
+    """The calendar as the ledger's override and publication events made it at an instant."""
+    current_calendar: WorkingCalendar
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
     """What every record of one replay is checked with."""
 
@@ -128,12 +143,35 @@ class Context:
     results: Published
     dead_letters: Published
 
+    @property
+    def basis(self) -> Basis:
+        return Basis(self.config, self.rules, self.now, self.calendar_at, self.current_calendar)
+
 
 @dataclass(slots=True)
 class Checked:
     items: list[Discrepancy] = field(default_factory=list)
     timeliness: Timeliness | None = None
     counts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Derivation:
+    """What re-deriving one record gave, reduced to what the checks against the ledger and
+    the output topics need (small: it may cross from a worker process)."""
+
+    sha256: bytes
+    """SHA-256 of the record's bytes."""
+    rejected: bool
+    """The worker would dead-letter the record."""
+    letter_certification_id: str | None
+    """The dead letter's certification_id (when rejected)."""
+    certification_id: str | None
+    """The certification the worker would store (None: a dead letter only)."""
+    items: tuple[Discrepancy, ...] = ()
+    """Validation, due date and decision differences from the ledger's row; only for the
+    row recorded at this record's position with these very bytes."""
+    counts: tuple[str, ...] = ()
 
 
 def check_record(
@@ -148,36 +186,70 @@ def check_record(
     ``recorded`` is the ledger's row for the record's certification_id, if any;
     ``current_roster`` (``--rules current``) maps ID numbers to today's roster version.
     """
-    out = Checked()
-    position = (record.topic, record.partition, record.offset)
-    here = recorded is not None and recorded.position == position
-    outcome = _rederive(record, recorded if here else None, ctx, current_roster)
+    derived = derive(record, at_position(record, recorded), ctx.basis, current_roster)
+    return check_derived(record, recorded, derived, ctx)
+
+
+def at_position(record: Inbound, recorded: Recorded | None) -> Recorded | None:
+    """``recorded`` when the ledger recorded it at this record's position, else None: what
+    :func:`derive` is given."""
+    if recorded is not None and recorded.position == _position(record):
+        return recorded
+    return None
+
+
+def _position(record: Inbound) -> tuple[str, int, int]:
+    return (record.topic, record.partition, record.offset)
+
+
+def derive(
+    record: Inbound,
+    recorded: Recorded | None,
+    basis: Basis,
+    current_roster: Mapping[str, tuple[int, RosterRecord]] | None = None,
+) -> Derivation:
+    """Re-derive ``record`` with the worker's functions and compare it with ``recorded``,
+    the ledger's row at this record's position (None: none there)."""
+    sha = hashlib.sha256(record.value or b"").digest()
+    outcome = _rederive(record, recorded, basis, current_roster)
+    rejected = isinstance(outcome, Rejected)
+    letter_id = outcome.letter.certification_id if isinstance(outcome, Rejected) else None
     stored = outcome.answered if isinstance(outcome, Rejected) else outcome
-
-    def item(
-        kind: Kind, cid: str | None, name: str | None = None, rec: Any = None, rep: Any = None
-    ) -> None:
-        out.items.append(
-            Discrepancy(kind, cid, record.topic, record.partition, record.offset, name, rec, rep)
-        )
-
-    if isinstance(outcome, Rejected) and not _dead_letter_published(record, ctx):
-        item(Kind.MISSING_DEAD_LETTER, outcome.letter.certification_id, "dead_letter")
     if stored is None:
+        return Derivation(sha, rejected, letter_id, None)
+    cid = stored.row.certification_id
+    if recorded is None or recorded.raw_sha256 != sha or recorded.content_sha256 != sha:
+        return Derivation(sha, rejected, letter_id, cid)
+    found: list[Discrepancy] = []
+    counts: list[str] = []
+    _compare_derivation(stored, recorded, basis.rules, _sink(record, found), counts)
+    return Derivation(sha, rejected, letter_id, cid, tuple(found), tuple(counts))
+
+
+def check_derived(
+    record: Inbound, recorded: Recorded | None, derived: Derivation, ctx: Context
+) -> Checked:
+    """The checks of one record given its :class:`Derivation`: the ledger's bytes, the
+    results and dead letters on the output topics, timeliness."""
+    out = Checked()
+    item = _sink(record, out.items)
+    if derived.rejected and not _dead_letter_published(record, ctx):
+        item(Kind.MISSING_DEAD_LETTER, derived.letter_certification_id, "dead_letter")
+    cid = derived.certification_id
+    if cid is None:
         out.counts.append("dead_letters_only")
         return out
-    cid = stored.row.certification_id
     if recorded is None:
         item(Kind.MISSING_IN_LEDGER, cid, "certification", None, "certification")
         return out
     out.counts.append("certifications")
-    sha = hashlib.sha256(record.value or b"").digest()
-    if not here:
+    sha = derived.sha256
+    if recorded.position != _position(record):
         # Another delivery of a certification recorded at another position: the same
         # bytes are a redelivery; other bytes were dead-lettered (the first one stands).
         if recorded.content_sha256 == sha:
             out.counts.append("redelivered")
-        elif not isinstance(outcome, Rejected) and not _dead_letter_published(record, ctx):
+        elif not derived.rejected and not _dead_letter_published(record, ctx):
             item(Kind.MISSING_DEAD_LETTER, cid, "dead_letter")
         return out
     if recorded.raw_sha256 != sha:
@@ -185,7 +257,8 @@ def check_record(
     elif recorded.content_sha256 != sha:
         item(Kind.BYTES_DIFFER, cid, "content_sha256", recorded.content_sha256, sha)
     else:
-        _compare_derivation(stored, recorded, ctx, item, out)
+        out.items.extend(derived.items)
+        out.counts.extend(derived.counts)
     _check_results(recorded, ctx, item, out)
     return out
 
@@ -193,7 +266,7 @@ def check_record(
 def _rederive(
     record: Inbound,
     recorded: Recorded | None,
-    ctx: Context,
+    ctx: Basis,
     current_roster: Mapping[str, tuple[int, RosterRecord]] | None,
 ) -> Answered | ForReview | Rejected:
     """The worker's outcome for ``record``, from what the ledger recorded about it."""
@@ -231,8 +304,22 @@ def _rederive(
 Item = Callable[..., None]
 
 
+def _sink(record: Inbound, items: list[Discrepancy]) -> Item:
+    """``item(kind, certification_id, field, recorded, replayed)`` appending a discrepancy
+    at ``record``'s position to ``items``."""
+
+    def item(
+        kind: Kind, cid: str | None, name: str | None = None, rec: Any = None, rep: Any = None
+    ) -> None:
+        items.append(
+            Discrepancy(kind, cid, record.topic, record.partition, record.offset, name, rec, rep)
+        )
+
+    return item
+
+
 def _compare_derivation(
-    stored: Answered | ForReview, recorded: Recorded, ctx: Context, item: Item, out: Checked
+    stored: Answered | ForReview, recorded: Recorded, rules: Rules, item: Item, counts: list[str]
 ) -> None:
     cid = recorded.certification_id
     row = stored.row
@@ -244,19 +331,19 @@ def _compare_derivation(
         item(Kind.VALIDATION_DIFFERS, cid, "errors", decision.reason, stored.decision.reason)
         return
     # Recorded: the due date computed on receipt; current: the one in force now.
-    due = recorded.due_in_force if ctx.rules is Rules.CURRENT else recorded.due_date
+    due = recorded.due_in_force if rules is Rules.CURRENT else recorded.due_date
     if row.due.due_date != due:
         item(Kind.DUE_DATE_DIFFERS, cid, "due_date", due, row.due.due_date)
-    elif ctx.rules is Rules.RECORDED and row.due.provisional != recorded.provisional:
+    elif rules is Rules.RECORDED and row.due.provisional != recorded.provisional:
         item(Kind.DUE_DATE_DIFFERS, cid, "provisional", recorded.provisional, row.due.provisional)
     if decision is None:
         item(Kind.DECISION_DIFFERS, cid, "decision", None, _label(stored))
         return
-    if ctx.rules is Rules.RECORDED and decision.rule_version != RULE_VERSION:
+    if rules is Rules.RECORDED and decision.rule_version != RULE_VERSION:
         # Only today's rules are in this program: an older version cannot be re-run.
-        out.counts.append("not_rederivable")
+        counts.append("not_rederivable")
         return
-    for name, was, now in _decision_fields(decision, stored, ctx.rules):
+    for name, was, now in _decision_fields(decision, stored, rules):
         if was != now:
             item(Kind.DECISION_DIFFERS, cid, name, was, now)
 

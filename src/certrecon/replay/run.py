@@ -14,24 +14,31 @@ import datetime as dt
 import json
 import platform
 import re
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import certrecon
-from certrecon.calendar import default_calendar
 from certrecon.consumers.decode import usable_certification_id
 from certrecon.domain import RosterRecord
 from certrecon.reconcile import RULE_VERSION
 from certrecon.replay.broker import Progress, TopicReader
-from certrecon.replay.calendars import CalendarHistory
-from certrecon.replay.check import Context, Published, check_record, peek_certification_id
+from certrecon.replay.check import (
+    Context,
+    Derivation,
+    Published,
+    at_position,
+    check_derived,
+    peek_certification_id,
+)
 from certrecon.replay.model import Discrepancy, Kind, PartitionSpan, Recorded, Rules, Tally
+from certrecon.replay.pool import Deriver, processes_for
+from certrecon.replay.pool import history as calendar_history
 from certrecon.replay.report import ReportWriter, summary_json
 from certrecon.replay.window import Window, to_ms
 from certrecon.store import replay as store
 from certrecon.store.audit import head
-from certrecon.store.calendar_overrides import DATABASE_LAYER
 from certrecon.store.db import Conn
 from certrecon.store.roster import fetch_roster_versions
 from certrecon.worker.pipeline import Inbound, PipelineConfig
@@ -64,14 +71,15 @@ async def replay(
     now: dt.datetime,
     writer: ReportWriter,
     progress: Callable[[list[PartitionSpan]], Progress] | None = None,
+    processes: int | None = None,
 ) -> Outcome:
     """Check every inbound record of ``window``; ``conn`` must be in a READ ONLY
-    REPEATABLE READ transaction (the caller's)."""
+    REPEATABLE READ transaction (the caller's). ``processes``: how many processes
+    re-derive the records (0: this one; None: as many as the CPUs for a large window)."""
     await store.begin(conn)
     ledger_head = await head(conn, now)
-    history = CalendarHistory(
-        default_calendar(), await store.calendar_events(conn), layer=DATABASE_LAYER
-    )
+    events = await store.calendar_events(conn)
+    history = calendar_history(events)
     inbound_topics = list(config.topic_channels)
     earliest = await store.earliest_in_window(conn, inbound_topics, window.start, window.end)
 
@@ -103,15 +111,16 @@ async def replay(
         results=results,
         dead_letters=dead_letters,
     )
+    rule_versions: dict[str, int] = {}
 
-    def check(pairs: _Chunk, facts: _Facts) -> None:
-        recorded, roster = facts
-        for r, cid in pairs:
+    def check(done: _Done) -> None:
+        pairs, (recorded, _), derivations = done
+        for (r, cid), derived in zip(pairs, derivations, strict=True):
             found_row = recorded.get(cid) if cid else None
             if found_row is not None and found_row.decision is not None:
                 version = found_row.decision.rule_version
                 rule_versions[version] = rule_versions.get(version, 0) + 1
-            checked = check_record(r, found_row, ctx, current_roster=roster)
+            checked = check_derived(r, found_row, derived, ctx)
             for name in checked.counts:
                 tally.add(name)
             for d in checked.items:
@@ -119,30 +128,43 @@ async def replay(
             if checked.timeliness is not None:
                 writer.timeliness(checked.timeliness)
 
-    rule_versions: dict[str, int] = {}
+    # One query at a time on the one connection, in chunk order (asyncio's lock is FIFO).
+    reading = asyncio.Lock()
 
-    # One chunk of look-ahead: the ledger rows of the next chunk are being read by
-    # PostgreSQL while this process re-derives the current one.
-    waiting: tuple[_Chunk, asyncio.Task[_Facts]] | None = None
-    try:
-        async for records in reader.read(in_spans, on_progress):
-            tally.add("records_read", len(records))
-            inside = [r for r in records if window.holds(r.timestamp_ms)]
-            tally.add("records_in_window", len(inside))
-            pairs = [(r, peek_certification_id(r.value)) for r in inside]
-            ready = None if waiting is None else (waiting[0], await waiting[1])
-            waiting = None
-            task = asyncio.create_task(_facts(conn, pairs, rules), name="replay-ledger-read")
-            waiting = (pairs, task)
-            await asyncio.sleep(0)  # let the query go out before the CPU work starts
-            if ready is not None:
-                check(*ready)
-        if waiting is not None:
-            check(waiting[0], await waiting[1])
-            waiting = None
-    finally:
-        if waiting is not None and not waiting[1].done():
-            waiting[1].cancel()
+    async def prepare(pairs: _Chunk) -> _Done:
+        async with reading:
+            facts = await _facts(conn, pairs, rules)
+        recorded, roster = facts
+        work = [(r, at_position(r, recorded.get(cid) if cid else None)) for r, cid in pairs]
+        return pairs, facts, await deriver(work, roster)
+
+    if processes is None:
+        processes = processes_for(sum(max(s.end - s.start, 0) for s in in_spans))
+    deriver = Deriver(
+        processes, config=config, rules=rules, now=now, events=events, calendars=history
+    )
+    # Chunks in flight: the ledger rows of the next ones are read by PostgreSQL and the
+    # derivations computed by the pool while this process checks the oldest one.
+    ahead = 1 + 2 * processes
+    flight: deque[asyncio.Task[_Done]] = deque()
+    lo, hi = window.start_ms, window.end_ms  # Window.holds, once per chunk
+    async with deriver:
+        try:
+            async for records in reader.read(in_spans, on_progress):
+                tally.add("records_read", len(records))
+                inside = [r for r in records if lo <= r.timestamp_ms < hi]
+                tally.add("records_in_window", len(inside))
+                pairs = [(r, peek_certification_id(r.value)) for r in inside]
+                flight.append(asyncio.create_task(prepare(pairs), name="replay-chunk"))
+                await asyncio.sleep(0)  # let the query go out before the CPU work starts
+                while flight and (len(flight) > ahead or flight[0].done()):
+                    check(await flight.popleft())
+            while flight:
+                check(await flight.popleft())
+        finally:
+            for task in flight:
+                task.cancel()
+            await asyncio.gather(*flight, return_exceptions=True)
 
     for d in _truncated(in_spans, earliest, reader, window):
         found(d)
@@ -189,6 +211,7 @@ def _message_id(value: bytes | None, field: str) -> str | None:
 
 _Chunk = list[tuple[Inbound, str | None]]
 _Facts = tuple[dict[str, Recorded], dict[str, tuple[int, RosterRecord]] | None]
+_Done = tuple[_Chunk, _Facts, list[Derivation]]
 
 
 async def _facts(conn: Conn, chunk: _Chunk, rules: Rules) -> _Facts:
