@@ -34,7 +34,9 @@ async def one_of_everything(conn: asyncpg.Connection) -> None:
         """,
         cst(2024, 6, 13),
     )
-    await conn.execute(
+    await chained(
+        conn,
+        "sla_alert",
         """
         INSERT INTO sla_alert (alert_id, certification_id, level, due_date, deadline,
                                working_days_left, provisional, raised_at)

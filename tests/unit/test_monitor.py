@@ -79,6 +79,47 @@ def test_alert_message_follows_the_contract() -> None:
     assert alert_id("RZ1", SlaLevel.AT_RISK) == "RZ1:at_risk"
 
 
+@pytest.mark.parametrize(
+    ("certification_id", "channel"),
+    [
+        ("RZ1", "12333"),
+        ('R"Z\\1', "essc"),  # quote and backslash escaped
+        ("认证-一", "national_platform"),  # UTF-8 as is, not \u escapes
+        ("R\nZ\x01\u2028", "consular"),  # control characters escaped
+    ],
+)
+@pytest.mark.parametrize("provisional", [True, False])
+def test_the_alert_payload_is_the_json_encoders_bytes(
+    certification_id: str, channel: str, provisional: bool
+) -> None:
+    alert = Alert(
+        certification_id,
+        SlaLevel.AT_RISK,
+        channel,
+        dt.date(2024, 6, 11),
+        cst(2024, 6, 12),
+        3,
+        provisional,
+        dt.datetime(2024, 6, 7, 1, 2, 3, 456789, tzinfo=dt.UTC),
+        certification_id.encode(),
+    )
+    body = {
+        "schema_version": 1,
+        "alert_id": f"{certification_id}:at_risk",
+        "level": "at_risk",
+        "certification_id": certification_id,
+        "channel": channel,
+        "due_date": "2024-06-11",
+        "deadline": "2024-06-12T00:00:00+08:00",
+        "working_days_left": 3,
+        "provisional": provisional,
+        "raised_at": "2024-06-07T09:02:03.456789+08:00",
+    }
+    expected = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    assert alert.payload() == expected
+    assert json.loads(alert.payload()) == body
+
+
 def test_changed_days_between_calendars() -> None:
     base = default_calendar()
     assert changed_days(base, base) == []

@@ -12,6 +12,7 @@ import asyncpg
 
 from certrecon.audit.chain import Checkpoint, Link, Problem
 from certrecon.audit.digest import TableDigest
+from certrecon.sla import ALERT_LEVELS, alert_id
 from certrecon.store.db import Conn
 
 # Each link with its rows' count and digest computed again from ledger_entry.
@@ -265,9 +266,11 @@ async def story(conn: asyncpg.Connection, certification_id: str) -> dict[str, An
     alerts = await conn.fetch(
         """
         SELECT alert_id, level, due_date, working_days_left, provisional, raised_at
-        FROM sla_alert WHERE certification_id = $1 ORDER BY raised_at, alert_id
+        FROM sla_alert WHERE alert_id = ANY ($2::text[]) AND certification_id = $1
+        ORDER BY raised_at, alert_id
         """,
         certification_id,
+        [alert_id(certification_id, level) for level in ALERT_LEVELS],
     )
     cert_link = await links_covering(conn, "certification", [certification_id])
     result_links = await links_covering(conn, "result", [r["result_id"] for r in results])

@@ -120,24 +120,38 @@ def prepare_result(result: NewResult) -> PreparedResult:
 
 async def enqueue(conn: Conn, messages: Sequence[OutboxMessage]) -> None:
     """Add messages to the outbox; a message_id already there is left as it is."""
-    if not messages:
+    await enqueue_columns(
+        conn,
+        message_ids=[m.message_id for m in messages],
+        kinds=[m.kind for m in messages],
+        topics=[m.topic for m in messages],
+        keys=[m.key for m in messages],
+        payloads=[m.payload for m in messages],
+    )
+
+
+async def enqueue_columns(
+    conn: Conn,
+    *,
+    message_ids: Sequence[str],
+    kinds: Sequence[str],
+    topics: Sequence[str],
+    keys: Sequence[bytes | None],
+    payloads: Sequence[bytes],
+) -> None:
+    """:func:`enqueue` with the messages given column by column; records the ledger digests
+    of the rows inserted (a message_id already there, or repeated, is inserted once)."""
+    if not message_ids:
         return
-    columns = _outbox_columns(messages)
+    columns: list[Sequence[Any]] = [message_ids, kinds, topics, keys, payloads]
     inserted = {r[0] for r in await conn.fetch(INSERT_OUTBOX, *columns)}
-    if len(inserted) < len(messages):
-        columns = _outbox_columns([m for m in messages if m.message_id in inserted])
+    if len(inserted) < len(message_ids):
+        keep = []
+        for m in message_ids:
+            keep.append(m in inserted)
+            inserted.discard(m)
+        columns = [[v for v, k in zip(c, keep, strict=True) if k] for c in columns]
     await ledger.record_columns(conn, "outbox", columns)
-
-
-def _outbox_columns(messages: Sequence[OutboxMessage]) -> list[list[Any]]:
-    """The outbox columns of ``messages``, in the order of their digest columns."""
-    return [
-        [m.message_id for m in messages],
-        [m.kind for m in messages],
-        [m.topic for m in messages],
-        [m.key for m in messages],
-        [m.payload for m in messages],
-    ]
 
 
 async def record_results(

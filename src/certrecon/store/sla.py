@@ -14,12 +14,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
 from certrecon.calendar import WorkingCalendar
 from certrecon.sla import Alert, SlaLevel, Window
-from certrecon.store.results import OutboxMessage, enqueue
+from certrecon.store import ledger
+from certrecon.store.results import OutboxMessage, enqueue_columns
 
 
 def in_level(
@@ -56,14 +58,15 @@ BREACHED_CANDIDATES = _candidates(SlaLevel.BREACHED)
 AT_RISK_CANDIDATES = _candidates(SlaLevel.AT_RISK)
 
 # ON CONFLICT DO NOTHING + RETURNING: a concurrent run that inserted the same alert first
-# wins, and only the alerts this statement inserted go to the outbox.
+# wins, and only the alerts this statement inserted go to the outbox. The alert id names the
+# certification and the level (a CHECK), so its key is the one arbiter needed.
 _INSERT_ALERTS = """
 INSERT INTO sla_alert (
     alert_id, certification_id, level, due_date, deadline, working_days_left, provisional,
     raised_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::timestamptz[],
                      $6::int[], $7::bool[], $8::timestamptz[])
-ON CONFLICT DO NOTHING
+ON CONFLICT (alert_id) DO NOTHING
 RETURNING alert_id
 """
 
@@ -110,27 +113,41 @@ async def raise_alerts(
 ) -> list[Alert]:
     """Store the alerts not stored yet and enqueue their messages; return those stored now.
 
-    Call inside a transaction, so an alert and its outbox row commit together.
+    Call inside a transaction, so an alert, its outbox row and their ledger digests commit
+    together. The rows go column by column, as the worker writes its batches: one statement
+    per table, whatever the number of alerts.
     """
-    if not alerts:
+    # One alert per id (the open set could name a certification twice in a race).
+    unique = list({a.alert_id: a for a in alerts}.values())
+    if not unique:
         return []
-    ids = [a.alert_id for a in alerts]
-    inserted = {
-        r["alert_id"]
-        for r in await conn.fetch(
-            _INSERT_ALERTS,
-            ids,
-            [a.certification_id for a in alerts],
-            [a.level.value for a in alerts],
-            [a.due_date for a in alerts],
-            [a.deadline for a in alerts],
-            [a.working_days_left for a in alerts],
-            [a.provisional for a in alerts],
-            [a.raised_at for a in alerts],
-        )
-    }
-    raised = [a for a, i in zip(alerts, ids, strict=True) if i in inserted]
-    await enqueue(conn, [alert_message(a, topic) for a in raised])
+    ids = [a.alert_id for a in unique]
+    columns: list[list[Any]] = [
+        ids,
+        [a.certification_id for a in unique],
+        [a.level.value for a in unique],
+        [a.due_date for a in unique],
+        [a.deadline for a in unique],
+        [a.working_days_left for a in unique],
+        [a.provisional for a in unique],
+        [a.raised_at for a in unique],
+    ]
+    inserted = {r[0] for r in await conn.fetch(_INSERT_ALERTS, *columns)}
+    raised = unique
+    if len(inserted) < len(unique):
+        keep = [i in inserted for i in ids]
+        raised = [a for a, k in zip(unique, keep, strict=True) if k]
+        columns = [[v for v, k in zip(c, keep, strict=True) if k] for c in columns]
+    # The digests of the values inserted: the column order is the ledger's (audit.digest).
+    await ledger.record_columns(conn, "sla_alert", columns)
+    await enqueue_columns(
+        conn,
+        message_ids=columns[0],
+        kinds=["sla_alert"] * len(raised),
+        topics=[topic] * len(raised),
+        keys=[a.key for a in raised],
+        payloads=[a.payload() for a in raised],
+    )
     return raised
 
 
