@@ -6,18 +6,20 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import asyncpg
+import pytest
 import pytest_asyncio
 import structlog
 
+from certrecon.audit.verify import verify
 from certrecon.calendar import default_calendar
 from certrecon.settings import Settings
-from certrecon.sla import SlaLevel, Window
+from certrecon.sla import Alert, SlaLevel, Window
 from certrecon.store import db
 from certrecon.store.calendar_overrides import add_override, publish_year
-from certrecon.store.sla import count_open, in_level
+from certrecon.store.sla import count_open, in_level, raise_alerts
 from certrecon.worker.metrics import Metrics
 from certrecon.worker.monitor import DeadlineMonitor, run_monitor
 from certrecon.worker.runtime import CalendarCell
@@ -152,9 +154,37 @@ async def test_concurrent_runs_on_two_connections_raise_each_alert_once(
         rows = await check.fetch("SELECT level, count(*) AS n FROM sla_alert GROUP BY level")
         levels = {r["level"]: r["n"] for r in rows}
         assert levels == {"at_risk": 300, "breached": 200}
+        # Each run recorded the digests of exactly the alerts and messages it inserted.
+        assert (await verify(check)).intact
     finally:
         for c in replicas:
             await c.close()
+
+
+async def test_an_alert_names_a_stored_certification(conn: asyncpg.Connection) -> None:
+    await add_certification(conn, "K1", cst(2024, 6, 3, 10))
+    window = Window.at(cst(2024, 6, 7, 9), default_calendar())
+    known = Alert(
+        "K1",
+        SlaLevel.AT_RISK,
+        "12333",
+        dt.date(2024, 6, 11),
+        cst(2024, 6, 12),
+        1,
+        False,
+        window.now,
+        b"K1",
+    )
+    unknown = replace(known, certification_id="K404", key=b"K404")
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="certification"):
+        async with conn.transaction():
+            await raise_alerts(conn, [known, unknown], topic=TOPIC)
+    assert await alerts(conn) == []
+    async with conn.transaction():
+        assert await raise_alerts(conn, [known, known], topic=TOPIC) == [known]
+    assert await alerts(conn) == [("K1:at_risk", "at_risk")]
+    assert [a["alert_id"] for a in await outbox_alerts(conn)] == ["K1:at_risk"]
+    assert (await verify(conn)).intact
 
 
 @dataclass
