@@ -113,8 +113,12 @@ class _Rows:
 _Job = tuple[str, int, int]
 """(table, part, parts)."""
 
-SPLIT_ROWS = 100_000
-"""A table with more rows than this is read in parts, one per connection."""
+SPLIT_ROWS = 2_000_000
+"""A table with more rows than this is read in parts, one per connection. Each part still
+reads the whole table and all its recorded digests (it keeps the keys whose hash falls in
+it), so parts repeat work: they pay only when the recorded digests (about 110 bytes each)
+would not fit the join's memory in one piece. Smaller tables are read whole, several at
+once on the connections."""
 
 
 async def _check_table(conn: asyncpg.Connection, job: _Job, rows: _Rows) -> list[Problem]:

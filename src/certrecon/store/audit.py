@@ -103,6 +103,13 @@ def rows_query(table: TableDigest, part: int = 0, parts: int = 1, *, format_1: b
     can be read on several connections at once. ``format_1``: the table has rows recorded
     before format 2 (each row then travels whole through the join, to be digested the old
     way when its entry says so).
+
+    The recorded digests are the join's hash table and the rows stream past it, each
+    encoded as it goes: hashing the rows instead would hold every row's columns in memory
+    (half a gigabyte for a million certifications, spilled to disk). The planner prefers
+    the table's side because its key has statistics and the unnested keys have none, so
+    the table's key is joined as an expression (no statistics either), and merge joins are
+    off while verifying (:func:`prepare_reading`: they would sort the rows instead).
     """
     k = _ident(table.key)
     cert = f"r.{_ident(table.certification)}" if table.certification else "NULL::text"
@@ -128,7 +135,7 @@ def rows_query(table: TableDigest, part: int = 0, parts: int = 1, *, format_1: b
               CROSS JOIN LATERAL unnest(e.keys, e.certification_ids, e.digests)
                   AS k(key, certification_id, digest)
               WHERE e.table_name = $1 {entry_filter}) e
-        FULL JOIN (SELECT r.{k}::text AS row_key, {cert} AS row_certification_id,
+        FULL JOIN (SELECT r.{k}::text || '' AS row_key, {cert} AS row_certification_id,
                           {sent} AS sent{whole}
                    FROM {_ident(table.name)} r {row_filter}) t
             ON t.row_key = e.key
@@ -158,9 +165,11 @@ async def table_rows(
 
 async def prepare_reading(conn: asyncpg.Connection) -> None:
     """Inside the caller's transaction: format 1 digests are computed with TimeZone UTC, as
-    the database computed them; the joins get memory to hash in."""
+    the database computed them; the joins get memory to hash the recorded digests in, and
+    hash them rather than sort the rows (see :func:`rows_query`)."""
     await conn.execute("SET LOCAL timezone = 'UTC'")
     await conn.execute("SET LOCAL work_mem = '256MB'")
+    await conn.execute("SET LOCAL enable_mergejoin = off")
 
 
 async def export_snapshot(conn: asyncpg.Connection) -> str:
