@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
@@ -48,7 +49,6 @@ MAX_PROBLEMS_KEPT = 1000
 ByteProgress = Callable[[int, int], None]
 """Called now and then with (bytes read so far, file size in bytes)."""
 
-_PROGRESS_EVERY = 8192  # lines between progress calls: often enough for a smooth bar
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -238,11 +238,73 @@ def decoded_lines(
     ``kind`` names the file in that message ("a roster CSV file"). Undecodable bytes and NUL
     characters go to ``problems`` with their line.
     """
-    # Decoding line by line (UTF-8 never has a newline byte inside a character) gives the
-    # exact line of a bad byte, and counts bytes for the progress bar. readline is bounded,
-    # so a file without line breaks costs MAX_LINE_BYTES, not its size.
+    # The file is read in blocks that end at a line break. A block without a NUL byte, a
+    # long line, a bad byte or a line break other than \n and \r\n is decoded and split in
+    # one call each; any other block is read line by line, which finds the exact line of
+    # each problem. Reading is bounded: a block is BLOCK_BYTES plus at most one line.
     done = 0
     number = 0
+    while True:
+        try:
+            raw = stream.read(_BLOCK_BYTES)
+            if raw and not raw.endswith(b"\n"):
+                raw += stream.readline(MAX_LINE_BYTES + 1)
+        except OSError as exc:
+            raise error(
+                f"{source}: reading failed after line {number}: {exc.strerror}", []
+            ) from exc
+        if not raw:
+            break
+        lines = _clean_block(raw)
+        if lines is None:
+            lines = list(
+                _lines_one_by_one(
+                    io.BytesIO(raw), problems, source=source, error=error, kind=kind, first=number
+                )
+            )
+        number += len(lines)
+        done += len(raw)
+        yield from lines
+        if progress is not None:
+            progress(done, total)
+    if progress is not None:
+        progress(done, total)
+
+
+_BLOCK_BYTES = 1 << 20
+
+
+def _clean_block(raw: bytes) -> list[str] | None:
+    """The lines of a block (line ends kept) when nothing in it needs a closer look."""
+    if b"\x00" in raw or max(map(len, raw.split(b"\n"))) >= MAX_LINE_BYTES:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lines = text.splitlines(keepends=True)
+    # splitlines also breaks at \r, \v, \f, \x1c-\x1e, \x85, U+2028 and U+2029; the files
+    # break lines at \n only (\r\n counts once either way), so a block holding one of those
+    # elsewhere is read line by line.
+    if len(lines) != raw.count(b"\n") + (not raw.endswith(b"\n")):
+        return None
+    return lines
+
+
+def _lines_one_by_one(
+    stream: BinaryIO,
+    problems: Problems,
+    *,
+    source: str,
+    error: type[FileRejectedError],
+    kind: str,
+    first: int,
+) -> Iterator[str]:
+    """The lines of ``stream``, numbered from ``first`` + 1, each checked on its own."""
+    # Decoding line by line (UTF-8 never has a newline byte inside a character) gives the
+    # exact line of a bad byte. readline is bounded, so a file without line breaks costs
+    # MAX_LINE_BYTES, not its size.
+    number = first
     while True:
         try:
             raw = stream.readline(MAX_LINE_BYTES + 1)
@@ -253,7 +315,6 @@ def decoded_lines(
         if not raw:
             break
         number += 1
-        done += len(raw)
         if len(raw) > MAX_LINE_BYTES:
             raise error(
                 f"{source}: rejected, nothing was imported: line {number} is longer than "
@@ -269,8 +330,4 @@ def decoded_lines(
         except UnicodeDecodeError as exc:
             problems.add(number, f"not valid UTF-8 (byte {exc.start + 1} of the line)")
             text = raw.decode("utf-8", "replace")
-        if progress is not None and number % _PROGRESS_EVERY == 0:
-            progress(done, total)
         yield text
-    if progress is not None:
-        progress(done, total)

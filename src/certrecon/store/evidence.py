@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import asyncpg
 from certrecon.csvfile import ByteProgress, Problems
 from certrecon.domain import CST
 from certrecon.errors import EvidenceImportError
-from certrecon.evidence.csvfile import iter_evidence_file, raise_if_rejected
+from certrecon.evidence.csvfile import iter_staged_batches, raise_if_rejected
 from certrecon.evidence.model import ADVERSE_KINDS, Evidence, EvidenceKind
 from certrecon.reconcile.evidence import PersonEvidence, StaffVerdict, Verdict, person_evidence
 from certrecon.store.db import Conn
@@ -43,9 +42,6 @@ __all__ = [
     "import_evidence_file",
     "record_topic_evidence",
 ]
-
-CHUNK_ROWS = 50_000
-"""Rows per COPY: a lively progress bar, and COPY streams, so a chunk is never held."""
 
 ADVERSE = tuple(sorted(k.value for k in ADVERSE_KINDS))
 
@@ -62,6 +58,10 @@ CREATE TEMPORARY TABLE IF NOT EXISTS evidence_import (
 """
 _STAGING_COLUMNS = ("line", "source", "evidence_id", "kind", "id_number", "name", "event_date")
 
+# Whether any (source, evidence_id) is on more than one line (one hash aggregate).
+_FILE_REPEATS = """
+SELECT EXISTS (SELECT FROM evidence_import GROUP BY source, evidence_id HAVING count(*) > 1)
+"""
 # A later line repeating an earlier one's identity with other content.
 _FILE_CONFLICTS = """
 SELECT line, first_line, count(*) OVER () AS total
@@ -84,29 +84,39 @@ WHERE (e.kind, e.id_number, e.name, e.event_date)
 ORDER BY i.line
 LIMIT $1
 """
+# The new evidence, in the order of its identity (the unique index is filled in order). No
+# ON CONFLICT: the rows were checked against the ledger just before, under the import lock,
+# and a row the worker records meanwhile makes the statement fail, to be checked again.
 _INSERT = """
-WITH candidate AS MATERIALIZED (
-    SELECT DISTINCT ON (source, evidence_id)
-           source, evidence_id, kind, id_number, name, event_date, line
-    FROM evidence_import i
-    WHERE NOT EXISTS (SELECT 1 FROM comparison_evidence e
-                      WHERE e.source = i.source AND e.evidence_id = i.evidence_id)
-    ORDER BY source, evidence_id, line
-), new AS (
-    INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name, event_date,
-                                     via, file_name, file_sha256, file_line)
-    SELECT source, evidence_id, kind, id_number, name, event_date, 'file', $1, $2, line
-    FROM candidate
-    ON CONFLICT (source, evidence_id) DO NOTHING
-    RETURNING id, kind, id_number
-), items AS (
-    INSERT INTO evidence_review_item (evidence_ref, id_number)
-    SELECT id, id_number FROM new WHERE kind = ANY($3::text[])
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM candidate) AS candidates, (SELECT count(*) FROM new) AS inserted,
-       (SELECT count(*) FROM items) AS items
+INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name, event_date,
+                                 via, file_name, file_sha256, file_line)
+SELECT source, evidence_id, kind, id_number, name, event_date, 'file', $1, $2, line
+FROM evidence_import i
+WHERE NOT EXISTS (SELECT FROM comparison_evidence e
+                  WHERE e.source = i.source AND e.evidence_id = i.evidence_id)
+ORDER BY source, evidence_id
 """
+# The same when a line repeats another: the first line of each identity.
+_INSERT_FIRST = """
+INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name, event_date,
+                                 via, file_name, file_sha256, file_line)
+SELECT DISTINCT ON (source, evidence_id)
+       source, evidence_id, kind, id_number, name, event_date, 'file', $1, $2, line
+FROM evidence_import i
+WHERE NOT EXISTS (SELECT FROM comparison_evidence e
+                  WHERE e.source = i.source AND e.evidence_id = i.evidence_id)
+ORDER BY source, evidence_id, line
+"""
+# Review items for the death and imprisonment evidence this import recorded: found through the
+# file's adverse lines, among the evidence recorded after the import began.
+_ITEMS = """
+INSERT INTO evidence_review_item (evidence_ref, id_number)
+SELECT DISTINCT e.id, e.id_number
+FROM evidence_import i
+JOIN comparison_evidence e ON e.source = i.source AND e.evidence_id = i.evidence_id
+WHERE i.kind = ANY($1::text[]) AND e.id > $2 AND e.via = 'file'
+"""
+_INSERT_ATTEMPTS = 3
 # Evidence imports run one after the other (an arbitrary constant shared by every process).
 _IMPORT_LOCK = 0x6365_7274_6576_6964
 
@@ -138,11 +148,6 @@ def _file_sha256(path: Path) -> bytes:
     return digest.digest()
 
 
-def _staged(item: tuple[int, Evidence]) -> tuple[Any, ...]:
-    line, e = item
-    return (line, e.source, e.evidence_id, e.kind.value, e.id_number, e.name, e.event_date)
-
-
 def _affected(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
@@ -168,34 +173,29 @@ async def import_evidence_file(
     try:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _IMPORT_LOCK)
+            # The repeat checks hash or sort the whole file: in memory, not in temporary files.
+            await conn.execute("SET LOCAL work_mem = '256MB'")
             await conn.execute(_STAGING)
             await conn.execute("TRUNCATE evidence_import")
-            staged = map(
-                _staged, iter_evidence_file(path, today=today, problems=problems, progress=progress)
-            )
             copied = 0
-            while True:
-                chunk = itertools.islice(staged, CHUNK_ROWS)
-                done = _affected(
+            for batch in iter_staged_batches(
+                path, today=today, problems=problems, progress=progress
+            ):
+                if not batch:
+                    continue
+                copied += _affected(
                     await conn.copy_records_to_table(
-                        "evidence_import", records=chunk, columns=_STAGING_COLUMNS
+                        "evidence_import", records=batch, columns=_STAGING_COLUMNS
                     )
                 )
-                if done == 0:
-                    break
-                copied += done
                 if rows_copied is not None:
                     rows_copied(copied)
             rows = copied
             await conn.execute("ANALYZE evidence_import")
-            await _conflicts(conn, problems)
-            raise_if_rejected(problems, source)
-            found = await conn.fetchrow(_INSERT, path.name, sha, list(ADVERSE))
-            assert found is not None
-            if found["inserted"] != found["candidates"]:
-                # The worker recorded some of this evidence meanwhile: was it the same?
-                await _conflicts(conn, problems)
-                raise_if_rejected(problems, source)
+            repeats = bool(await conn.fetchval(_FILE_REPEATS))
+            inserted, items = await _insert_new(
+                conn, path.name, sha, repeats=repeats, problems=problems, source=source
+            )
             await conn.execute("DROP TABLE evidence_import")
     except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
         raise EvidenceImportError(
@@ -203,19 +203,45 @@ async def import_evidence_file(
             "nothing was imported",
             [],
         ) from exc
-    return EvidenceImportSummary(rows, int(found["inserted"]), int(found["items"]))
+    return EvidenceImportSummary(rows, inserted, items)
 
 
-async def _conflicts(conn: Conn, problems: Problems) -> None:
+async def _insert_new(
+    conn: Conn, file_name: str, sha: bytes, *, repeats: bool, problems: Problems, source: str
+) -> tuple[int, int]:
+    """Record the staged evidence not recorded yet, with its review items; raise when a line
+    contradicts another or the ledger. Returns (evidence recorded, review items opened)."""
+    for attempt in range(1, _INSERT_ATTEMPTS + 1):
+        await _conflicts(conn, problems, repeats)
+        raise_if_rejected(problems, source)
+        before = await conn.fetchval("SELECT COALESCE(max(id), 0) FROM comparison_evidence")
+        try:
+            async with conn.transaction():
+                inserted = _affected(
+                    await conn.execute(_INSERT_FIRST if repeats else _INSERT, file_name, sha)
+                )
+                items = _affected(await conn.execute(_ITEMS, list(ADVERSE), before))
+        except asyncpg.UniqueViolationError:
+            # The worker recorded some of this evidence from the topic meanwhile: was it
+            # the same? Checked again against the ledger as it is now.
+            if attempt == _INSERT_ATTEMPTS:
+                raise
+            continue
+        return inserted, items
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _conflicts(conn: Conn, problems: Problems, repeats: bool) -> None:
     room = max(problems.room(), 1)
-    repeats = await conn.fetch(_FILE_CONFLICTS, room)
-    for r in repeats:
-        problems.add(
-            r["line"],
-            f"evidence_id repeats line {r['first_line']} of the same source with other content",
-        )
     if repeats:
-        problems.count_only(int(repeats[0]["total"]) - len(repeats))
+        found = await conn.fetch(_FILE_CONFLICTS, room)
+        for r in found:
+            problems.add(
+                r["line"],
+                f"evidence_id repeats line {r['first_line']} of the same source with other content",
+            )
+        if found:
+            problems.count_only(int(found[0]["total"]) - len(found))
     recorded = await conn.fetch(_RECORDED_CONFLICTS, room)
     for r in recorded:
         problems.add(r["line"], "evidence_id of this source is already recorded with other content")
