@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from certrecon.cycle import CycleMode, Period
@@ -280,6 +281,151 @@ async def test_a_suspended_person_certifying_twice_gets_one_resume(
         assert resume["basis"] == "12333"
         assert resume["decided_by"] == "rules"
         assert await conn.fetchval("SELECT count(*) FROM benefit_action") == 1
+        await _ledger_intact(settings, fresh_database, kafka_bootstrap)
+    finally:
+        await conn.close()
+
+
+def _evidence_file(path: Path, *rows: tuple[str, str, Any, dt.date, str]) -> Path:
+    lines = ["evidence_id,kind,id_number,name,event_date,source"]
+    lines += [f"{e},{k},{p.id_number},{p.name},{d.isoformat()},{s}" for e, k, p, d, s in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def test_proof_of_life_from_a_file_resumes_a_suspended_person_once(
+    fresh_database: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = isolated_settings()
+    await create_topics(settings, kafka_bootstrap)
+    suspended, active = eligible_roster(2, seed=34)
+    held_since = NOW.date() - dt.timedelta(days=50)
+    suspended = dataclasses.replace(
+        suspended, status=RosterStatus.SUSPENDED, suspended_on=held_since
+    )
+    today = NOW.astimezone(CST).date()
+    seen = max(today - dt.timedelta(days=2), today.replace(month=1, day=1))
+    feed = _evidence_file(
+        tmp_path / "rail.csv",
+        ("RL-31", "proof_of_life", suspended, seen, "transport:rail_travel"),
+        ("RL-32", "proof_of_life", active, seen, "transport:rail_travel"),
+    )
+    conn = await db.connect(fresh_database)
+    try:
+        await import_roster(conn, [suspended, active])
+        async with running_worker(settings, fresh_database, kafka_bootstrap):
+            code, out, err = await _cli(
+                settings, fresh_database, kafka_bootstrap, "evidence", "import", str(feed)
+            )
+            assert code == 0, out + err
+            assert "2 recorded" in out
+            assert "payments resume for 1 suspended person(s)" in out
+            # The same file again changes nothing and resumes nothing again.
+            code, out, err = await _cli(
+                settings, fresh_database, kafka_bootstrap, "evidence", "import", str(feed)
+            )
+            assert code == 0, out + err
+            assert "0 recorded, 2 already recorded" in out
+            assert "payments resume" not in out
+            # The person also certifies through a channel: already resumed, so no second one.
+            cert = certification("RS1", Channel.APP_12333, suspended, NOW - dt.timedelta(hours=1))
+            app = settings.channel_topics[Channel.APP_12333]
+            await produce(kafka_bootstrap, [(app, b"k", encode(cert))])
+            results = await read_topic(kafka_bootstrap, settings.result_topic, at_least=1)
+            await wait_for(
+                conn,
+                "SELECT count(*) FROM outbox o WHERE NOT EXISTS"
+                " (SELECT FROM outbox_ack a WHERE a.message_id = o.message_id)",
+                lambda n: n == 0,
+            )
+            actions = await read_topic(kafka_bootstrap, settings.benefit_action_topic, at_least=1)
+
+        assert [json.loads(r.value)["outcome"] for r in results] == ["qualified"]
+        (resume,) = [json.loads(a.value) for a in actions]
+        assert resume["action"] == "resume"
+        assert resume["action_id"] == f"{suspended.id_number}:{seen.year}:resume"
+        assert resume["id_number"] == suspended.id_number
+        assert resume["suspended_on"] == held_since.isoformat()
+        assert resume["basis"] == "proof_of_life"
+        assert resume["basis_date"] == seen.isoformat()
+        assert resume["decided_by"] == "rules"
+        assert await conn.fetchval("SELECT count(*) FROM benefit_action") == 1
+        rows = await conn.fetch("SELECT via, file_line FROM comparison_evidence ORDER BY file_line")
+        assert [(r["via"], r["file_line"]) for r in rows] == [("file", 2), ("file", 3)]
+        period = Period.of(CycleMode.CALENDAR_YEAR, seen.year, seen)
+        judged = await person_rows(conn, period, [suspended.id_number, active.id_number])
+        assert judged[active.id_number].status.value == "confirmed_by_evidence"
+        await _ledger_intact(settings, fresh_database, kafka_bootstrap)
+    finally:
+        await conn.close()
+
+
+async def test_a_certification_before_the_death_evidence_stands_one_after_it_waits(
+    fresh_database: str, kafka_bootstrap: str
+) -> None:
+    """Contract 1.1: death evidence opens a person-level review item and the person's
+    certifications wait for it like the version-1 death rule; a certification answered
+    before the evidence arrived keeps its result (a result is never answered twice with
+    other content; only staff correct one, as a new revision)."""
+    settings = isolated_settings()
+    await create_topics(settings, kafka_bootstrap)
+    (person,) = eligible_roster(1, seed=35)
+    today = NOW.astimezone(CST).date()
+    died = max(today - dt.timedelta(days=10), today.replace(month=1, day=1))
+    app = settings.channel_topics[Channel.APP_12333]
+    conn = await db.connect(fresh_database)
+    try:
+        await import_roster(conn, [person])
+        async with running_worker(settings, fresh_database, kafka_bootstrap):
+            before = certification("DB1", Channel.APP_12333, person, NOW - dt.timedelta(hours=2))
+            await produce(kafka_bootstrap, [(app, b"k", encode(before))])
+            first = await read_topic(kafka_bootstrap, settings.result_topic, at_least=1)
+            death = evidence("MZ-35", "death", person, died)
+            await produce(kafka_bootstrap, [(settings.comparison_topic, b"d", death)])
+            await wait_for(conn, "SELECT count(*) FROM evidence_review_item", lambda n: n == 1)
+            after = certification("DA1", Channel.APP_12333, person, NOW - dt.timedelta(hours=1))
+            await produce(kafka_bootstrap, [(app, b"k", encode(after))])
+            await wait_for(
+                conn, "SELECT count(*) FROM decision WHERE certification_id = 'DA1'", bool
+            )
+            # Held: no result for the later one, and the earlier one was not answered again.
+            assert await conn.fetchval("SELECT count(*) FROM result") == 1
+            ref = await conn.fetchval("SELECT 'E' || id FROM comparison_evidence")
+            code, out, err = await _cli(
+                settings, fresh_database, kafka_bootstrap,
+                "review", "decide", ref, "--outcome", "eligibility_lost", "--by", "s5",
+                "--effective-date", died.isoformat(),
+            )  # fmt: skip
+            assert code == 0, out + err
+            assert "DA1 answered: eligibility_lost" in out
+            results = await read_topic(kafka_bootstrap, settings.result_topic, at_least=2)
+
+        assert [json.loads(r.value)["certification_id"] for r in first] == ["DB1"]
+        published = [json.loads(r.value) for r in results]
+        assert [(r["result_id"], r["outcome"]) for r in published] == [
+            ("DB1:1", "qualified"),
+            ("DA1:1", "eligibility_lost"),
+        ]
+        assert published[0]["decided_by"] == "rules"
+        # The held one was answered by the staff verdict: its trace names the staff member.
+        staff = await conn.fetch("SELECT certification_id, decided_by FROM staff_decision")
+        assert [(r["certification_id"], r["decided_by"]) for r in staff] == [("DA1", "staff:s5")]
+        decisions = {
+            r["certification_id"]: r
+            for r in await conn.fetch("SELECT certification_id, rule, evidence FROM decision")
+        }
+        assert decisions["DB1"]["rule"] == "qualified"
+        assert decisions["DB1"]["evidence"]["comparison_evidence"] == []
+        assert decisions["DA1"]["rule"] == "evidence_under_review"
+        held = decisions["DA1"]["evidence"]["comparison_evidence"]
+        assert [(e["evidence_id"], e["state"]) for e in held] == [("MZ-35", "open")]
+        revisions = await conn.fetch(
+            "SELECT certification_id, revision FROM result ORDER BY certification_id"
+        )
+        assert [(r["certification_id"], r["revision"]) for r in revisions] == [
+            ("DA1", 1),
+            ("DB1", 1),
+        ]
         await _ledger_intact(settings, fresh_database, kafka_bootstrap)
     finally:
         await conn.close()

@@ -35,11 +35,17 @@ def import_file(file: Path) -> None:
     repeating recorded evidence identically are skipped, so importing a file again changes
     nothing. Death and imprisonment rows open a person-level review item (逐人核实).
     """
-    from certrecon.store.evidence import EvidenceImportSummary, import_evidence_file
+    from certrecon.store.evidence import (
+        EvidenceImportSummary,
+        ResumeTarget,
+        import_evidence_file,
+    )
 
     settings = load_settings()
     started = time.monotonic()
-    today = dt.datetime.now(CST).date()
+    now = dt.datetime.now(dt.UTC)
+    today = now.astimezone(CST).date()
+    resumes = ResumeTarget(settings.benefit_action_topic, settings.cycle_mode, now)
     try:
         with progress_bar() as bar:
             reading = bar.task(f"importing {file.name}", None)
@@ -51,6 +57,7 @@ def import_file(file: Path) -> None:
                         file,
                         today=today,
                         progress=lambda done, total: bar.update(reading, done, total or None),
+                        resumes=resumes,
                     )
 
             summary = run_async(go)
@@ -62,6 +69,11 @@ def import_file(file: Path) -> None:
         f"{summary.unchanged} already recorded, {summary.review_items} review item(s) opened "
         f"(in {time.monotonic() - started:.1f} s)"
     )
+    if summary.actions:
+        echo(
+            f"  payments resume for {summary.actions} suspended person(s): benefit actions "
+            f"queued for {settings.benefit_action_topic}"
+        )
 
 
 # ---------------------------------------------------------------------------------------

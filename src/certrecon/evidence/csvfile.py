@@ -19,7 +19,6 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from certrecon.consumers.models import name_problems
 from certrecon.csvfile import (
@@ -146,7 +145,8 @@ class _Cells:
     """The column-wise checks of a batch, with what they learnt about distinct values."""
 
     LIMIT = 200_000
-    """Known values kept per column; a column starts over when full."""
+    """Known values kept per column (and at most a batch more); a column starts over when
+    full."""
 
     def __init__(self, today: dt.date) -> None:
         self.today = today
@@ -163,6 +163,11 @@ class _Cells:
         line_numbers, rows = zip(*batch, strict=True)
         if any(len(row) != len(HEADER) for row in rows):
             return None
+        # Bounded memory: a full column starts over before a batch, never during one (its
+        # values are looked up again at the end).
+        for known in (self._ids, self._names, self._days, self._sources):
+            if len(known) >= self.LIMIT:
+                known.clear()
         evidence_ids, kinds, id_numbers, names, days, sources = map(
             _stripped, zip(*rows, strict=True)
         )
@@ -180,14 +185,12 @@ class _Cells:
             normal = normalise_id_number(raw)
             if person_problems(normal, "-", self.today):
                 return None
-            self._remember(ids)
             ids[raw] = normal
         known_days = self._days
         for text in set(days).difference(known_days):
             day = parse_iso_date(text)
             if day is None or event_date_problems(day, self.today):
                 return None
-            self._remember(known_days)
             known_days[text] = day
         return list(
             zip(
@@ -206,13 +209,8 @@ class _Cells:
         for value in set(values).difference(known):
             if not good(value):
                 return False
-            self._remember(known)
             known.add(value)
         return True
-
-    def _remember(self, known: set[str] | dict[str, Any]) -> None:
-        if len(known) >= self.LIMIT:
-            known.clear()
 
     def _good_name(self, name: str) -> bool:
         return not person_problems(_A_GOOD_ID, name, self.today)

@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from certrecon.csvfile import ByteProgress, Problems
-from certrecon.domain import CST
+from certrecon.domain import CST, CycleMode
 from certrecon.errors import EvidenceImportError
 from certrecon.evidence.csvfile import iter_staged_batches, raise_if_rejected
 from certrecon.evidence.model import ADVERSE_KINDS, Evidence, EvidenceKind
@@ -35,6 +35,7 @@ from certrecon.store.db import Conn
 __all__ = [
     "EvidenceImportSummary",
     "Recorded",
+    "ResumeTarget",
     "TopicEvidence",
     "fetch_judged_evidence",
     "fetch_person_evidence",
@@ -116,9 +117,39 @@ FROM evidence_import i
 JOIN comparison_evidence e ON e.source = i.source AND e.evidence_id = i.evidence_id
 WHERE i.kind = ANY($1::text[]) AND e.id > $2 AND e.via = 'file'
 """
+# Proof of life this import recorded for people whose roster status is or was suspended (the
+# roster's current status is checked with the rules, in resume_actions).
+_PROOF_BASES = """
+SELECT DISTINCT i.id_number, i.event_date
+FROM evidence_import i
+JOIN comparison_evidence e ON e.source = i.source AND e.evidence_id = i.evidence_id
+WHERE i.kind = 'proof_of_life' AND e.id > $1 AND e.via = 'file'
+  AND i.id_number IN (SELECT id_number FROM roster_version WHERE status = 'suspended')
+ORDER BY i.event_date, i.id_number
+"""
 _INSERT_ATTEMPTS = 3
 # Evidence imports run one after the other (an arbitrary constant shared by every process).
 _IMPORT_LOCK = 0x6365_7274_6576_6964
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeTarget:
+    """Where the ``resume`` actions that new proof of life calls for go, and under which
+    cycle rule they are derived (the worker's: ``resume_actions`` and
+    ``publish_benefit_actions``)."""
+
+    topic: str
+    mode: CycleMode
+    now: dt.datetime
+
+    async def publish(self, conn: Conn, bases: Sequence[tuple[str, dt.date]]) -> int:
+        """Publish the actions that proof of life dated ``bases`` (ID number, event date)
+        calls for; how many were new."""
+        # Imported here: the cycle's store reads evidence through this module.
+        from certrecon.store.cycle import publish_benefit_actions, resume_actions
+
+        actions = await resume_actions(conn, bases, self.mode)
+        return len(await publish_benefit_actions(conn, actions, self.now, self.topic))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +161,8 @@ class EvidenceImportSummary:
     """New pieces of evidence recorded."""
     review_items: int
     """Person-level review items opened (death and imprisonment evidence)."""
+    actions: int = 0
+    """Benefit actions published: suspended people proven alive get payments resumed."""
 
     @property
     def unchanged(self) -> int:
@@ -159,10 +192,13 @@ async def import_evidence_file(
     today: dt.date,
     progress: ByteProgress | None = None,
     rows_copied: Callable[[int], None] | None = None,
+    resumes: ResumeTarget | None = None,
 ) -> EvidenceImportSummary:
     """Import a comparison evidence CSV file whole, or raise and change nothing.
 
-    ``today`` is the local date (China Standard Time) that event dates may not pass.
+    ``today`` is the local date (China Standard Time) that event dates may not pass. With
+    ``resumes``, proof of life of a suspended person publishes the ``resume`` benefit action
+    in the same transaction, exactly as the same evidence from the topic does.
     Raises :class:`EvidenceImportError` listing every problem by file line: a row the
     contract refuses, a line repeating an earlier line's ``(source, evidence_id)`` with
     other content, a row repeating recorded evidence with other content.
@@ -193,9 +229,15 @@ async def import_evidence_file(
             rows = copied
             await conn.execute("ANALYZE evidence_import")
             repeats = bool(await conn.fetchval(_FILE_REPEATS))
+            before = await conn.fetchval("SELECT COALESCE(max(id), 0) FROM comparison_evidence")
             inserted, items = await _insert_new(
-                conn, path.name, sha, repeats=repeats, problems=problems, source=source
+                conn, path.name, sha, before, repeats=repeats, problems=problems, source=source
             )
+            actions = 0
+            if resumes is not None:
+                found = await conn.fetch(_PROOF_BASES, before)
+                bases = [(r["id_number"], r["event_date"]) for r in found]
+                actions = await resumes.publish(conn, bases)
             await conn.execute("DROP TABLE evidence_import")
     except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
         raise EvidenceImportError(
@@ -203,18 +245,24 @@ async def import_evidence_file(
             "nothing was imported",
             [],
         ) from exc
-    return EvidenceImportSummary(rows, inserted, items)
+    return EvidenceImportSummary(rows, inserted, items, actions)
 
 
 async def _insert_new(
-    conn: Conn, file_name: str, sha: bytes, *, repeats: bool, problems: Problems, source: str
+    conn: Conn,
+    file_name: str,
+    sha: bytes,
+    before: int,
+    *,
+    repeats: bool,
+    problems: Problems,
+    source: str,
 ) -> tuple[int, int]:
     """Record the staged evidence not recorded yet, with its review items; raise when a line
     contradicts another or the ledger. Returns (evidence recorded, review items opened)."""
     for attempt in range(1, _INSERT_ATTEMPTS + 1):
         await _conflicts(conn, problems, repeats)
         raise_if_rejected(problems, source)
-        before = await conn.fetchval("SELECT COALESCE(max(id), 0) FROM comparison_evidence")
         try:
             async with conn.transaction():
                 inserted = _affected(

@@ -60,9 +60,13 @@ from certrecon.reconcile.evidence import NO_EVIDENCE, PersonEvidence
 from certrecon.results import DECIDED_BY_RULES
 from certrecon.settings import Settings
 from certrecon.store import batches
-from certrecon.store.cycle import publish_benefit_actions, resume_actions
 from certrecon.store.db import Conn, refused_data_state
-from certrecon.store.evidence import TopicEvidence, fetch_judged_evidence, record_topic_evidence
+from certrecon.store.evidence import (
+    ResumeTarget,
+    TopicEvidence,
+    fetch_judged_evidence,
+    record_topic_evidence,
+)
 from certrecon.store.results import (
     NewResult,
     OutboxMessage,
@@ -813,8 +817,8 @@ async def commit_batch(
                 dead.append(letter)
                 messages.append(letter.message(config))
         if config.benefit_action_topic is not None and bases:
-            actions = await resume_actions(conn, bases, config.cycle_mode)
-            await publish_benefit_actions(conn, actions, now, config.benefit_action_topic)
+            target = ResumeTarget(config.benefit_action_topic, config.cycle_mode, now)
+            await target.publish(conn, bases)
         await enqueue(conn, messages)
         report.rejected = dead
         report.next_offsets = _next_offsets([o.record for o in outcomes])
