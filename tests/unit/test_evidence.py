@@ -329,3 +329,130 @@ def test_kept_problems_are_capped_but_counted() -> None:
     with pytest.raises(EvidenceImportError, match=r"25 problem\(s\) on 5 line\(s\)") as caught:
         raise_if_rejected(problems, "f.csv")
     assert caught.value.total == 25
+
+
+# ------------------------------------------------------------------------------ batches
+
+_CELLS = {
+    "evidence_id": ["E1", " E2 ", "a:b.c-d_9", "", "bad id", "x" * 65, '"E\nF"'],
+    "kind": ["death", "proof_of_life", " release ", "birth", ""],
+    "id_number": [ID, ID.lower(), ID2, f" {ID2} ", ID[:17] + "1", "", "ABC123456789012"],
+    "name": ["张三", " 李四 ", "", "张\u200b三", "n" * 65, '"a,b"'],
+    "event_date": ["2026-03-01", " 2026-08-05 ", "2026-08-06", "1899-12-31", "2026-13-01", ""],
+    "source": ["health:outpatient", " s ", "", "s" * 129, "s\u0007"],
+}
+
+
+def _reference(text: list[str]) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]]]:
+    """The rows and problems of the row-by-row checks alone."""
+    from certrecon.csvfile import DateCells, data_rows
+    from certrecon.evidence import csvfile
+
+    problems = Problems()
+    people = csvfile._PersonCells(TODAY)
+    dates = DateCells()
+    staged = []
+    for line, row in data_rows(text, HEADER, problems, source="f", error=EvidenceImportError):
+        found, row_problems = csvfile._check_row(row, dates, people)
+        for p in row_problems:
+            problems.add(line, p)
+        if found is not None:
+            staged.append((line, found))
+    return staged, problems.kept
+
+
+_GOOD = [values[0] for values in _CELLS.values()]
+
+
+@st.composite
+def _rows(draw: st.DrawFn) -> str:
+    """Mostly good rows: a good one with up to two cells changed, or a malformed line."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from(["", "E9,death", "E9,death,x,y,z,w,v"]))
+    cells = list(_GOOD)
+    columns = list(_CELLS.values())
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(cells) - 1))
+        cells[at] = draw(st.sampled_from(columns[at]))
+    return ",".join(cells)
+
+
+@given(st.lists(_rows(), max_size=12), st.integers(min_value=1, max_value=5))
+def test_batches_checked_by_column_find_what_rows_checked_one_by_one_find(
+    rows: list[str], batch: int
+) -> None:
+    from certrecon.evidence import csvfile
+
+    text = lines(*rows)
+    expected = _reference(text)
+    before = csvfile.BATCH_ROWS
+    csvfile.BATCH_ROWS = batch
+    try:
+        problems = Problems()
+        found = list(parse_evidence(text, today=TODAY, problems=problems))
+    finally:
+        csvfile.BATCH_ROWS = before
+    assert (found, problems.kept) == expected
+
+
+def test_known_values_start_over_between_batches_not_within_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from certrecon.evidence import csvfile
+    from certrecon.synthetic import make_roster
+
+    monkeypatch.setattr(csvfile._Cells, "LIMIT", 2)
+    monkeypatch.setattr(csvfile, "BATCH_ROWS", 4)
+    people = make_roster(10, seed=5)
+    text = lines(
+        *(f"E{i},proof_of_life,{p.id_number},{p.name},2026-03-01,s" for i, p in enumerate(people))
+    )
+    rows, problems = parse(text)
+    assert not problems
+    assert [(e.evidence_id, e.id_number, e.name) for _, e in rows] == [
+        (f"E{i}", p.id_number, p.name) for i, p in enumerate(people)
+    ]
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"a,b\n",
+                b"\xe5\xbc\xa0\n",
+                b"\xff\n",
+                b"x\x00y\n",
+                b"c\r\n",
+                b"d\re\n",
+                "\u2028".encode() + b"\n",
+                b"\n",
+                b"zz",
+            ]
+        ),
+        max_size=20,
+    ).map(b"".join),
+    st.integers(min_value=1, max_value=16),
+)
+def test_lines_read_in_blocks_are_the_lines_read_one_by_one(raw: bytes, block: int) -> None:
+    import io
+
+    from certrecon import csvfile
+
+    one_problems = Problems()
+    one = list(
+        csvfile._lines_one_by_one(
+            io.BytesIO(raw), one_problems, source="f", error=EvidenceImportError, kind="k", first=0
+        )
+    )
+    before = csvfile._BLOCK_BYTES
+    csvfile._BLOCK_BYTES = block
+    try:
+        problems = Problems()
+        blocks = list(
+            csvfile.decoded_lines(
+                io.BytesIO(raw), problems, source="f", error=EvidenceImportError, kind="k"
+            )
+        )
+    finally:
+        csvfile._BLOCK_BYTES = before
+    assert (blocks, problems.kept) == (one, one_problems.kept)
