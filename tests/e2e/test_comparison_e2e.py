@@ -406,7 +406,8 @@ async def test_a_certification_before_the_death_evidence_stands_one_after_it_wai
             ("DB1:1", "qualified"),
             ("DA1:1", "eligibility_lost"),
         ]
-        assert published[0]["decided_by"] == "rules"
+        # Both by the rules: the held one with the evidence as staff judged it.
+        assert [r["decided_by"] for r in published] == ["rules", "rules"]
         # The held one was answered by the staff verdict: its trace names the staff member.
         staff = await conn.fetch("SELECT certification_id, decided_by FROM staff_decision")
         assert [(r["certification_id"], r["decided_by"]) for r in staff] == [("DA1", "staff:s5")]
