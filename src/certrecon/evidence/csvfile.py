@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from certrecon.consumers.models import name_problems
+from certrecon.consumers.models import NAME_MAX_LENGTH, name_problems
 from certrecon.csvfile import (
     ByteProgress,
     DateCells,
@@ -38,7 +38,7 @@ from certrecon.evidence.model import (
     is_evidence_id,
     person_problems,
 )
-from certrecon.ids import normalise_id_number
+from certrecon.ids import id_number_problems, normalise_id_number
 from certrecon.text import shorten
 
 __all__ = [
@@ -75,19 +75,21 @@ def parse_evidence(
     rows with a problem are not yielded. ``today`` (local date) rejects event dates and
     birth dates after it. Raises :class:`EvidenceImportError` at once for a wrong header.
     """
-    for batch in staged_batches(lines, today=today, problems=problems, source=source):
-        for line, src, evidence_id, kind, id_number, name, day in batch:
-            yield (
-                line,
-                Evidence(
-                    evidence_id=evidence_id,
-                    source=src,
-                    kind=_KINDS[kind],
-                    id_number=id_number,
-                    name=name,
-                    event_date=day,
-                ),
+    return _as_evidence(staged_batches(lines, today=today, problems=problems, source=source))
+
+
+def _as_evidence(batches: Iterable[list[StagedRow]]) -> Iterator[tuple[int, Evidence]]:
+    for batch in batches:
+        for line, source, evidence_id, kind, id_number, name, day in batch:
+            evidence = Evidence(
+                evidence_id=evidence_id,
+                source=source,
+                kind=_KINDS[kind],
+                id_number=id_number,
+                name=name,
+                event_date=day,
             )
+            yield line, evidence
 
 
 def staged_batches(
@@ -176,14 +178,14 @@ class _Cells:
             _EVIDENCE_IDS.fullmatch(joined_ids)
             and joined_ids.count("\n") == len(evidence_ids) - 1  # no line break in a cell
             and _KINDS.keys() >= set(kinds)
-            and self._known(self._names, names, self._good_name)
+            and self._known(self._names, names, _good_name)
             and self._known(self._sources, sources, _good_source)
         ):
             return None
         ids = self._ids
         for raw in set(id_numbers).difference(ids):
             normal = normalise_id_number(raw)
-            if person_problems(normal, "-", self.today):
+            if not normal or id_number_problems(normal, today=self.today):
                 return None
             ids[raw] = normal
         known_days = self._days
@@ -212,12 +214,12 @@ class _Cells:
             known.add(value)
         return True
 
-    def _good_name(self, name: str) -> bool:
-        return not person_problems(_A_GOOD_ID, name, self.today)
+
+# The rules of person_problems and _check_row, as predicates on one cell.
 
 
-_A_GOOD_ID = "11010519491231002X"
-"""A valid ID number, to check a name alone with :func:`person_problems`."""
+def _good_name(name: str) -> bool:
+    return 0 < len(name) <= NAME_MAX_LENGTH and not name_problems(name)
 
 
 def _good_source(source: str) -> bool:
@@ -298,19 +300,9 @@ def iter_evidence_file(
     a line is longer than :data:`~certrecon.csvfile.MAX_LINE_BYTES`.
     After the last row, call :func:`raise_if_rejected` before committing anything.
     """
-    for batch in iter_staged_batches(path, today=today, problems=problems, progress=progress):
-        for line, source, evidence_id, kind, id_number, name, day in batch:
-            yield (
-                line,
-                Evidence(
-                    evidence_id=evidence_id,
-                    source=source,
-                    kind=_KINDS[kind],
-                    id_number=id_number,
-                    name=name,
-                    event_date=day,
-                ),
-            )
+    return _as_evidence(
+        iter_staged_batches(path, today=today, problems=problems, progress=progress)
+    )
 
 
 def iter_staged_batches(
