@@ -209,6 +209,25 @@ async def load(conn: asyncpg.Connection, people: list[Person]) -> None:
         )
 
 
+_MISMATCHES = """
+SELECT 'kept' AS side, * FROM (
+    SELECT * FROM cycle_person p WHERE NOT cycle_person_empty(p)
+    EXCEPT ALL
+    SELECT * FROM cycle_person_derived(NULL) d WHERE NOT cycle_person_empty(d)) k
+UNION ALL
+SELECT 'derived', * FROM (
+    SELECT * FROM cycle_person_derived(NULL) d WHERE NOT cycle_person_empty(d)
+    EXCEPT ALL
+    SELECT * FROM cycle_person p WHERE NOT cycle_person_empty(p)) d
+"""
+
+
+async def projection_mismatches(conn: asyncpg.Connection) -> list[dict[str, object]]:
+    """Rows of the projection the database kept as facts were written that differ from
+    the projection derived from the whole ledger now (empty: they agree)."""
+    return [dict(r) for r in await conn.fetch(_MISMATCHES)]
+
+
 # ----------------------------------------------------------------------------------------
 # The contract's rules, read independently of certrecon.cycle
 # ----------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from tests.integration.cycle_support import (
     expected_status,
     load,
     make_people,
+    projection_mismatches,
 )
 
 PERIODS = [
@@ -65,6 +66,15 @@ async def big(pg_server: str) -> AsyncIterator[tuple[asyncpg.Connection, list[Pe
             yield conn, people
         finally:
             await conn.close()
+
+
+async def test_the_projection_kept_at_write_time_is_the_ledger_derivation(
+    big: tuple[asyncpg.Connection, list[Person]],
+) -> None:
+    conn, people = big
+    assert await projection_mismatches(conn) == []
+    kept = await conn.fetchval("SELECT count(*) FROM cycle_person")
+    assert kept >= len(people)
 
 
 @pytest.mark.parametrize("period", PERIODS, ids=IDS)
@@ -198,6 +208,7 @@ async def test_small_cases_agree_person_by_person(
     conn = await asyncpg.connect(small)
     try:
         await load(conn, group)
+        assert await projection_mismatches(conn) == []
         ids = [p.id_number for p in group]
         facts = await fetch_person_facts(conn, ids)
         for period in (

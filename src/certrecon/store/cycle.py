@@ -2,7 +2,7 @@
 status derived from the ledger with set-based SQL (contract 1.1, "The certification cycle").
 
 The status rules are those of :mod:`certrecon.cycle.status` (the pure functions are the
-reference; the tests hold the two against each other). The SQL reads, per person:
+reference; the tests hold the two against each other). What the rules need of a person:
 
 * certifications that count: a valid ministry-channel certification whose latest result
   revision is ``qualified`` (its local date), and assisted certifications;
@@ -11,9 +11,11 @@ reference; the tests hold the two against each other). The SQL reads, per person
 * adverse evidence (death, imprisonment) and the first verdict naming each piece; an
   imprisonment is ended by the person's first release dated on or after it.
 
-A municipal roster has millions of people, so nothing is computed per person in Python:
-the facts are aggregated per ID number in one pass, joined to the roster and counted (or
-streamed, for the lists) by the database.
+A municipal roster has millions of people, so nothing is computed per person in Python,
+and the ledger is not aggregated per question either: the database keeps those facts per
+person in the projection ``cycle_person`` as they are written (``sql/0008_cycle_person.sql``,
+derivable from the ledger at any time), and a question reads one row per person there.
+:func:`fetch_person_facts` reads the ledger itself, for the pure functions.
 """
 
 from __future__ import annotations
@@ -163,96 +165,52 @@ async def fetch_person_facts(conn: Conn, id_numbers: Sequence[str]) -> dict[str,
 # ----------------------------------------------------------------------------------------
 
 # $1 mode ('calendar_year' | 'rolling_12_months'), $2 cycle year, $3 as-of date.
-# One row per roster person in scope, with the status and what the lists need.
+# One row per roster person (not terminated, with a first payment), read from the
+# projection cycle_person (sql/0008) that the database keeps from the ledger: its sorted
+# certification and proof-of-life days answer any year and as-of date by binary search
+# (width_bucket: how many days are on or before a day), without aggregating the ledger.
 _STATUS = """
 WITH params AS (
     SELECT $1::text = 'rolling_12_months' AS rolling, $2::int AS year, $3::date AS as_of,
-           make_date($2::int - 1, 12, 31) AS cutoff
-),
-basis AS (
-    -- Certifications that count (kind 'c') and proof of life ('p'), one row per fact.
-    SELECT c.id_number, 'c' AS kind, c.local_date AS day
-    FROM certification c
-    WHERE c.valid AND c.id_number IS NOT NULL
-      AND (SELECT r.outcome FROM result r WHERE r.certification_id = c.certification_id
-           ORDER BY r.revision DESC LIMIT 1) = 'qualified'
-    UNION ALL
-    SELECT id_number, 'c', local_date FROM assisted_certification
-    UNION ALL
-    SELECT id_number, 'p', event_date FROM comparison_evidence WHERE kind = 'proof_of_life'
-),
-basis_person AS (
-    SELECT b.id_number,
-           bool_or(b.kind = 'c' AND b.day <= p.as_of AND CASE WHEN p.rolling
-                   THEN p.as_of <= (b.day + interval '12 months')::date
-                   ELSE extract(year FROM b.day) = p.year END) AS certified,
-           bool_or(b.kind = 'p' AND b.day <= p.as_of AND CASE WHEN p.rolling
-                   THEN p.as_of <= (b.day + interval '12 months')::date
-                   ELSE extract(year FROM b.day) = p.year END) AS confirmed,
-           max(b.day) FILTER (WHERE b.kind = 'c' AND b.day <= p.as_of) AS last_certified_on,
-           max(b.day) FILTER (WHERE b.day <= p.as_of) AS last_basis
-    FROM basis b CROSS JOIN params p
-    GROUP BY b.id_number
-),
-open_review AS (
-    SELECT DISTINCT c.id_number
-    FROM review_item q JOIN certification c ON c.certification_id = q.certification_id
-    WHERE c.id_number IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM staff_decision s
-                      WHERE s.certification_id = q.certification_id)
-),
-finding AS (
-    -- Adverse evidence, the first verdict naming it, and the release ending it.
-    SELECT e.id_number, e.kind,
-           v.verdict, v.effective_date,
-           CASE WHEN e.kind = 'imprisonment' THEN
-               (SELECT min(r.event_date) FROM comparison_evidence r
-                WHERE r.id_number = e.id_number AND r.kind = 'release'
-                  AND r.event_date >= e.event_date)
-           END AS released_on
-    FROM comparison_evidence e
-    LEFT JOIN LATERAL (SELECT verdict, effective_date FROM evidence_verdict v
-                       WHERE v.evidence_ref = e.id ORDER BY v.id LIMIT 1) v ON true
-    WHERE e.kind IN ('death', 'imprisonment')
-),
-finding_person AS (
-    SELECT f.id_number,
-           bool_or(f.verdict IS NULL AND f.released_on IS NULL) AS under_review,
-           bool_or(f.verdict = 'confirmed' AND f.effective_date <= p.as_of
-                   AND (f.released_on IS NULL OR p.as_of < f.released_on)) AS lost
-    FROM finding f CROSS JOIN params p
-    GROUP BY f.id_number
+           make_date($2::int - 1, 12, 31) AS cutoff,
+           make_date($2::int, 1, 1) AS first_day,
+           least($3::date, make_date($2::int, 12, 31)) AS year_as_of
 ),
 person AS (
-    SELECT r.id_number, r.name, r.insured_region, r.benefit_type, r.status AS roster_status,
-           r.first_paid_on,
-           COALESCE(b.certified, false) AS certified,
-           COALESCE(b.confirmed, false) AS confirmed,
-           b.last_certified_on, b.last_basis,
-           o.id_number IS NOT NULL AS open_review,
-           COALESCE(f.under_review, false) AS evidence_review,
-           COALESCE(f.lost, false) AS lost
-    FROM roster r
-    LEFT JOIN basis_person b ON b.id_number = r.id_number
-    LEFT JOIN open_review o ON o.id_number = r.id_number
-    LEFT JOIN finding_person f ON f.id_number = r.id_number
-    WHERE r.status <> 'terminated' AND r.first_paid_on IS NOT NULL
+    SELECT x.id_number, x.name, x.insured_region, x.benefit_type, x.first_paid_on,
+           -- The latest certification and proof of life on or before the as-of date, and
+           -- (calendar mode) on or before it within the cycle year.
+           x.cert_days[width_bucket(p.as_of, x.cert_days)] AS last_certified_on,
+           x.proof_days[width_bucket(p.as_of, x.proof_days)] AS last_proof,
+           x.cert_days[width_bucket(p.year_as_of, x.cert_days)] AS year_certified_on,
+           x.proof_days[width_bucket(p.year_as_of, x.proof_days)] AS year_proof,
+           x.open_reviews > 0 OR x.evidence_review AS under_review,
+           COALESCE(x.lost @> p.as_of, false) AS lost
+    FROM cycle_person x CROSS JOIN params p
+    WHERE x.roster_status <> 'terminated' AND x.first_paid_on IS NOT NULL
 ),
 judged AS (
     SELECT x.*,
            CASE WHEN p.rolling THEN
-               (COALESCE(x.last_basis, x.first_paid_on) + interval '12 months')::date
+               (COALESCE(greatest(x.last_certified_on, x.last_proof), x.first_paid_on)
+                + interval '12 months')::date
            END AS valid_until,
            CASE WHEN p.rolling
                 THEN x.first_paid_on <= p.as_of
-                     AND (x.last_basis IS NOT NULL
+                     AND (x.last_certified_on IS NOT NULL OR x.last_proof IS NOT NULL
                           OR (x.first_paid_on + interval '12 months')::date < p.as_of)
                 ELSE x.first_paid_on <= p.cutoff
            END AS in_scope,
            CASE WHEN x.lost THEN 'eligibility_lost'
-                WHEN x.open_review OR x.evidence_review THEN 'pending_review'
-                WHEN x.certified THEN 'certified'
-                WHEN x.confirmed THEN 'confirmed_by_evidence'
+                WHEN x.under_review THEN 'pending_review'
+                WHEN CASE WHEN p.rolling
+                          THEN p.as_of <= (x.last_certified_on + interval '12 months')::date
+                          ELSE x.year_certified_on >= p.first_day END
+                     THEN 'certified'
+                WHEN CASE WHEN p.rolling
+                          THEN p.as_of <= (x.last_proof + interval '12 months')::date
+                          ELSE x.year_proof >= p.first_day END
+                     THEN 'confirmed_by_evidence'
                 ELSE 'not_certified'
            END AS status
     FROM person x CROSS JOIN params p
@@ -321,8 +279,9 @@ def _args(period: Period) -> tuple[str, int, dt.date]:
     return (period.mode.value, period.year, period.as_of)
 
 
-# The per-person aggregates of a municipal roster (millions of rows) are hashed in memory
-# rather than spilled to disk; the setting lasts until the end of the caller's transaction.
+# The outreach list of a municipal roster (hundreds of thousands of rows) is sorted in
+# memory rather than spilled to disk; the setting lasts until the end of the caller's
+# transaction.
 _WORK_MEM = "SET LOCAL work_mem = '256MB'"
 
 

@@ -58,10 +58,11 @@ OPERATIONAL_TABLES = (
     "monitor_run",
     "relay_cursor",
     "pending_certification",
+    "cycle_person",
     "schema_migration",
 )
-"""Updatable bookkeeping outside the ledger (``pending_certification`` is a projection the
-database maintains from ledger rows)."""
+"""Updatable bookkeeping outside the ledger (``pending_certification`` and ``cycle_person``
+are projections the database maintains from ledger rows; no role writes them)."""
 
 VIEWS = (
     "certification_deadline",
@@ -129,6 +130,7 @@ RIGHTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
             "evidence_verdict",
             "assisted_certification",
             "benefit_action",
+            "cycle_person",
             # Releasing held certifications re-runs the rules, with the calendar.
             "calendar_override",
             "calendar_published_year",
