@@ -342,35 +342,27 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER cycle_person AFTER INSERT ON roster_version
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
-    EXECUTE FUNCTION cycle_on_roster_version();
-CREATE TRIGGER cycle_person AFTER INSERT ON result
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
-    EXECUTE FUNCTION cycle_on_result();
-CREATE TRIGGER cycle_person AFTER INSERT ON assisted_certification
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
-    EXECUTE FUNCTION cycle_on_assisted();
-CREATE TRIGGER cycle_person AFTER INSERT ON comparison_evidence
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
-    EXECUTE FUNCTION cycle_on_evidence();
-CREATE TRIGGER cycle_person AFTER INSERT ON evidence_verdict
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
-    EXECUTE FUNCTION cycle_on_verdict();
-CREATE TRIGGER cycle_person AFTER INSERT ON review_item
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
-    EXECUTE FUNCTION cycle_on_review_item();
-CREATE TRIGGER cycle_person AFTER INSERT ON staff_decision
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
-    EXECUTE FUNCTION cycle_on_staff_decision();
--- Fired whatever session_replication_role says, as the ledger's own triggers are.
-ALTER TABLE roster_version ENABLE ALWAYS TRIGGER cycle_person;
-ALTER TABLE result ENABLE ALWAYS TRIGGER cycle_person;
-ALTER TABLE assisted_certification ENABLE ALWAYS TRIGGER cycle_person;
-ALTER TABLE comparison_evidence ENABLE ALWAYS TRIGGER cycle_person;
-ALTER TABLE evidence_verdict ENABLE ALWAYS TRIGGER cycle_person;
-ALTER TABLE review_item ENABLE ALWAYS TRIGGER cycle_person;
-ALTER TABLE staff_decision ENABLE ALWAYS TRIGGER cycle_person;
+-- Statement triggers with the statement's rows as a transition table; fired whatever
+-- session_replication_role says, as the ledger's own triggers are.
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT * FROM (VALUES
+        ('roster_version', 'cycle_on_roster_version'),
+        ('result', 'cycle_on_result'),
+        ('assisted_certification', 'cycle_on_assisted'),
+        ('comparison_evidence', 'cycle_on_evidence'),
+        ('evidence_verdict', 'cycle_on_verdict'),
+        ('review_item', 'cycle_on_review_item'),
+        ('staff_decision', 'cycle_on_staff_decision')) AS x(tbl, fn)
+    LOOP
+        EXECUTE format('CREATE TRIGGER cycle_person AFTER INSERT ON %I'
+                       ' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT'
+                       ' EXECUTE FUNCTION %I()', t.tbl, t.fn);
+        EXECUTE format('ALTER TABLE %I ENABLE ALWAYS TRIGGER cycle_person', t.tbl);
+    END LOOP;
+END $$;
 
 -- The facts recorded before this migration.
 SELECT cycle_person_rebuild();

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from certrecon.cycle import CycleMode, CycleStatus, Period
 from certrecon.domain import CST
@@ -27,15 +25,6 @@ OTHER = "110105195002020024"
 
 def _at(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, 10, tzinfo=CST)
-
-
-@pytest_asyncio.fixture
-async def conn(fresh_database: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await db.connect(fresh_database)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def _roster(conn: asyncpg.Connection, id_number: str, status: str, region: str) -> None:
