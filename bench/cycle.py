@@ -23,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from certrecon.cli.cycle_view import OwnerOnlyCsv
+from certrecon.cli.cycle_view import write_list
 from certrecon.cycle.status import CycleMode, Period
 from certrecon.embedded.postgres import EmbeddedPostgres
 from certrecon.store import db
-from certrecon.store.cycle import cycle_rows, cycle_summary
+from certrecon.store.cycle import cycle_summary
 from certrecon.store.migrations import migrate
 from roster_import import _fresh_database
 
@@ -129,12 +129,10 @@ async def _measure(dsn: str, period: Period, out: Path) -> tuple[float, float]:
         print(f"cycle status      {status_s:6.2f} s   in scope {summary.in_scope:,}: {counts}")
         started = time.perf_counter()
         async with conn.transaction(readonly=True):
-            with OwnerOnlyCsv(out) as csv_file:
-                async for row in cycle_rows(conn, period):
-                    csv_file.write(row)
+            listed = await write_list(conn, period, out)
         outreach_s = time.perf_counter() - started
         size = out.stat().st_size / 1e6
-        print(f"outreach file     {outreach_s:6.2f} s   {csv_file.count:,} people, {size:.0f} MB")
+        print(f"outreach file     {outreach_s:6.2f} s   {listed:,} people, {size:.0f} MB")
         return status_s, outreach_s
     finally:
         await conn.close()

@@ -12,10 +12,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from certrecon.cli.cycle_view import write_list, write_rows_csv
 from certrecon.cycle import CycleMode, CycleStatus, Period
 from certrecon.domain import CST
 from certrecon.store import db
-from certrecon.store.cycle import cycle_summary, person_rows
+from certrecon.store.cycle import cycle_rows, cycle_summary, person_rows
 from certrecon.store.migrations import load_migrations, migrate
 from tests.integration.cycle_support import load, make_people, projection_mismatches
 
@@ -258,3 +259,25 @@ async def test_no_role_writes_the_projection(conn: asyncpg.Connection, role: str
             "SELECT has_table_privilege($1, 'cycle_person', $2)", role, privilege
         )
     assert await conn.fetchval("SELECT has_table_privilege($1, 'cycle_person', 'SELECT')", role)
+
+
+async def test_the_list_file_quotes_what_csv_and_spreadsheets_need(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    names = ['=HYPERLINK("x")', "李,四", 'say "hi"', "two\nlines", "@sum", "-1", " +"]
+    for n, name in enumerate(names):
+        await conn.execute(
+            "INSERT INTO roster_version (id_number, name, benefit_type, status, first_paid_on,"
+            " insured_region) VALUES ($1, $2, $3, 'active', '2020-03-01', $4)",
+            f"11010519490505{n:04d}",
+            name,
+            "+basic" if n % 2 else "basic_pension",
+            None if n % 3 else "110105",
+        )
+    period = Period.of(CycleMode.CALENDAR_YEAR, 2026)
+    async with conn.transaction(readonly=True):
+        assert await write_list(conn, period, tmp_path / "copy.csv") == len(names)
+        rows = [r async for r in cycle_rows(conn, period)]
+    write_rows_csv(tmp_path / "rows.csv", rows)
+    assert (tmp_path / "copy.csv").read_bytes() == (tmp_path / "rows.csv").read_bytes()
+    assert "'=HYPERLINK" in (tmp_path / "copy.csv").read_text("utf-8")

@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -14,6 +15,7 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from certrecon.cli.cycle_view import write_list, write_rows_csv
 from certrecon.cycle import (
     CycleMode,
     OutreachRow,
@@ -230,3 +232,17 @@ async def test_small_cases_agree_person_by_person(
                     assert row.status.value == independent
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("period", PERIODS, ids=IDS)
+async def test_the_list_file_written_by_copy_is_the_rows_as_csv(
+    big: tuple[asyncpg.Connection, list[Person]], period: Period, tmp_path: Path
+) -> None:
+    conn, _ = big
+    expiring = 90 if period.mode is CycleMode.ROLLING_12_MONTHS else None
+    async with conn.transaction(readonly=True):
+        count = await write_list(conn, period, tmp_path / "copy.csv", expiring_within=expiring)
+    rows = await _rows(conn, period, expiring)
+    assert count == len(rows) > 0
+    assert write_rows_csv(tmp_path / "rows.csv", rows) == count
+    assert (tmp_path / "copy.csv").read_bytes() == (tmp_path / "rows.csv").read_bytes()

@@ -67,16 +67,13 @@ def status(year: int | None, as_of_text: str | None, as_json: bool) -> None:
 
 
 async def _write_list(period: Period, out: Path, expiring_within: int | None) -> tuple[int, float]:
-    from certrecon.cli.cycle_view import OwnerOnlyCsv
-    from certrecon.store.cycle import cycle_rows
+    from certrecon.cli.cycle_view import write_list
 
     settings = load_settings()
     started = time.monotonic()
     async with database(settings) as conn, conn.transaction(readonly=True):
-        with OwnerOnlyCsv(out) as csv_file:
-            async for row in cycle_rows(conn, period, expiring_within=expiring_within):
-                csv_file.write(row)
-    return csv_file.count, time.monotonic() - started
+        count = await write_list(conn, period, out, expiring_within=expiring_within)
+    return count, time.monotonic() - started
 
 
 _OUT = click.option(

@@ -14,11 +14,20 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from certrecon.cycle import OUTREACH_HEADER, STATUS_ORDER, CycleSummary, OutreachRow
+import asyncpg
+
+from certrecon.cycle import OUTREACH_HEADER, STATUS_ORDER, CycleSummary, OutreachRow, Period
 from certrecon.domain import CycleMode
 from certrecon.errors import InputError
 
-__all__ = ["OwnerOnlyCsv", "cycle_heading", "parse_day", "print_summary", "write_rows_csv"]
+__all__ = [
+    "OwnerOnlyCsv",
+    "cycle_heading",
+    "parse_day",
+    "print_summary",
+    "write_list",
+    "write_rows_csv",
+]
 
 OWNER_ONLY = 0o600
 
@@ -99,6 +108,11 @@ class OwnerOnlyCsv:
         self._writer.writerow(row.cells())
         self.count += 1
 
+    async def write_lines(self, chunk: bytes) -> None:
+        """CSV lines already encoded (PostgreSQL's COPY output); the caller counts them."""
+        self._stream.flush()
+        self._stream.buffer.write(chunk)
+
     def __enter__(self) -> OwnerOnlyCsv:
         return self
 
@@ -110,6 +124,20 @@ class OwnerOnlyCsv:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._temporary)
+
+
+async def write_list(
+    conn: asyncpg.Connection, period: Period, path: Path, *, expiring_within: int | None = None
+) -> int:
+    """Write the outreach list (or the suspend candidates) of ``period`` to ``path`` (see
+    :class:`OwnerOnlyCsv`), read in the caller's transaction; returns the number of people."""
+    from certrecon.store.cycle import copy_list_csv
+
+    with OwnerOnlyCsv(path) as out:
+        out.count = await copy_list_csv(
+            conn, period, out.write_lines, expiring_within=expiring_within
+        )
+    return out.count
 
 
 def write_rows_csv(path: Path, rows: Iterable[OutreachRow]) -> int:

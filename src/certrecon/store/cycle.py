@@ -21,8 +21,9 @@ derivable from the ledger at any time), and a question reads one row per person 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -48,6 +49,7 @@ from certrecon.store.roster import fetch_roster
 __all__ = [
     "AssistedRecorded",
     "PersonRow",
+    "copy_list_csv",
     "cycle_rows",
     "cycle_summary",
     "fetch_person_facts",
@@ -169,70 +171,70 @@ async def fetch_person_facts(conn: Conn, id_numbers: Sequence[str]) -> dict[str,
 # projection cycle_person (sql/0008) that the database keeps from the ledger: its sorted
 # certification and proof-of-life days answer any year and as-of date by binary search
 # (width_bucket: how many days are on or before a day), without aggregating the ledger.
+# The parameters are used in place (no CTE of them), so the scan can run in parallel.
 _STATUS = """
-WITH params AS (
-    SELECT $1::text = 'rolling_12_months' AS rolling, $2::int AS year, $3::date AS as_of,
-           make_date($2::int - 1, 12, 31) AS cutoff,
-           make_date($2::int, 1, 1) AS first_day,
-           least($3::date, make_date($2::int, 12, 31)) AS year_as_of
-),
-person AS (
+WITH person AS (
     SELECT x.id_number, x.name, x.insured_region, x.benefit_type, x.first_paid_on,
            -- The latest certification and proof of life on or before the as-of date, and
            -- (calendar mode) on or before it within the cycle year.
-           x.cert_days[width_bucket(p.as_of, x.cert_days)] AS last_certified_on,
-           x.proof_days[width_bucket(p.as_of, x.proof_days)] AS last_proof,
-           x.cert_days[width_bucket(p.year_as_of, x.cert_days)] AS year_certified_on,
-           x.proof_days[width_bucket(p.year_as_of, x.proof_days)] AS year_proof,
+           x.cert_days[width_bucket($3::date, x.cert_days)] AS last_certified_on,
+           x.proof_days[width_bucket($3::date, x.proof_days)] AS last_proof,
+           x.cert_days[width_bucket(least($3::date, make_date($2::int, 12, 31)), x.cert_days)]
+               AS year_certified_on,
+           x.proof_days[width_bucket(least($3::date, make_date($2::int, 12, 31)), x.proof_days)]
+               AS year_proof,
            x.open_reviews > 0 OR x.evidence_review AS under_review,
-           COALESCE(x.lost @> p.as_of, false) AS lost
-    FROM cycle_person x CROSS JOIN params p
+           COALESCE(x.lost @> $3::date, false) AS lost
+    FROM cycle_person x
     WHERE x.roster_status <> 'terminated' AND x.first_paid_on IS NOT NULL
 ),
 judged AS (
     SELECT x.*,
-           CASE WHEN p.rolling THEN
+           CASE WHEN $1::text = 'rolling_12_months' THEN
                (COALESCE(greatest(x.last_certified_on, x.last_proof), x.first_paid_on)
                 + interval '12 months')::date
            END AS valid_until,
-           CASE WHEN p.rolling
-                THEN x.first_paid_on <= p.as_of
+           CASE WHEN $1::text = 'rolling_12_months'
+                THEN x.first_paid_on <= $3::date
                      AND (x.last_certified_on IS NOT NULL OR x.last_proof IS NOT NULL
-                          OR (x.first_paid_on + interval '12 months')::date < p.as_of)
-                ELSE x.first_paid_on <= p.cutoff
+                          OR (x.first_paid_on + interval '12 months')::date < $3::date)
+                ELSE x.first_paid_on <= make_date($2::int - 1, 12, 31)
            END AS in_scope,
            CASE WHEN x.lost THEN 'eligibility_lost'
                 WHEN x.under_review THEN 'pending_review'
-                WHEN CASE WHEN p.rolling
-                          THEN p.as_of <= (x.last_certified_on + interval '12 months')::date
-                          ELSE x.year_certified_on >= p.first_day END
+                WHEN CASE WHEN $1::text = 'rolling_12_months'
+                          THEN $3::date <= (x.last_certified_on + interval '12 months')::date
+                          ELSE x.year_certified_on >= make_date($2::int, 1, 1) END
                      THEN 'certified'
-                WHEN CASE WHEN p.rolling
-                          THEN p.as_of <= (x.last_proof + interval '12 months')::date
-                          ELSE x.year_proof >= p.first_day END
+                WHEN CASE WHEN $1::text = 'rolling_12_months'
+                          THEN $3::date <= (x.last_proof + interval '12 months')::date
+                          ELSE x.year_proof >= make_date($2::int, 1, 1) END
                      THEN 'confirmed_by_evidence'
                 ELSE 'not_certified'
            END AS status
-    FROM person x CROSS JOIN params p
+    FROM person x
 )
 """
 
+# Grouped by district only (a handful of groups the planner can count on), so the scan and
+# the counting run in parallel workers.
 _SUMMARY = (
     _STATUS
     + """
-SELECT COALESCE(insured_region, '') AS district, status, count(*) AS people
+SELECT COALESCE(insured_region, '') AS district,
+       count(*) FILTER (WHERE status = 'certified') AS certified,
+       count(*) FILTER (WHERE status = 'confirmed_by_evidence') AS confirmed_by_evidence,
+       count(*) FILTER (WHERE status = 'pending_review') AS pending_review,
+       count(*) FILTER (WHERE status = 'eligibility_lost') AS eligibility_lost,
+       count(*) FILTER (WHERE status = 'not_certified') AS not_certified
 FROM judged WHERE in_scope
-GROUP BY 1, 2
+GROUP BY 1
 """
 )
 
 # $4 expiring horizon (NULL: none). People due (in scope, not certified), and with a horizon
 # also those whose valid_until falls within it, unless under review or lost.
-_LIST = (
-    _STATUS
-    + """
-SELECT id_number, name, COALESCE(insured_region, '') AS insured_region, benefit_type,
-       status, last_certified_on, valid_until
+_LISTED = """
 FROM judged
 WHERE (in_scope AND status = 'not_certified')
    OR ($4::date IS NOT NULL AND first_paid_on <= $3::date
@@ -240,6 +242,30 @@ WHERE (in_scope AND status = 'not_certified')
        AND status <> 'pending_review' AND NOT lost)
 ORDER BY id_number
 """
+_LIST = (
+    _STATUS
+    + """
+SELECT id_number, name, COALESCE(insured_region, '') AS insured_region, benefit_type,
+       status, last_certified_on, valid_until
+"""
+    + _LISTED
+)
+
+# The same list as the cells of the outreach CSV (OutreachRow.cells, OUTREACH_HEADER), for
+# COPY: a cell a spreadsheet would run as a formula gets a leading quote, an empty cell is
+# NULL (written bare, as Python's csv module writes an empty string).
+_LIST_CELLS = (
+    _STATUS
+    + """
+SELECT id_number,
+       CASE WHEN left(name, 1) IN ('=', '+', '-', '@') THEN '''' || name
+            ELSE NULLIF(name, '') END,
+       NULLIF(insured_region, ''),
+       CASE WHEN left(benefit_type, 1) IN ('=', '+', '-', '@') THEN '''' || benefit_type
+            ELSE NULLIF(benefit_type, '') END,
+       status, to_char(last_certified_on, 'YYYY-MM-DD')
+"""
+    + _LISTED
 )
 
 
@@ -296,8 +322,20 @@ async def cycle_summary(conn: Conn, period: Period) -> CycleSummary:
             await conn.execute(_WORK_MEM)
             rows = await conn.fetch(_SUMMARY, *_args(period))
     for r in rows:
-        summary.add(r["district"] or UNKNOWN_DISTRICT, CycleStatus(r["status"]), r["people"])
+        for status in CycleStatus:
+            if r[status.value]:
+                summary.add(r["district"] or UNKNOWN_DISTRICT, status, r[status.value])
     return summary
+
+
+def _horizon(period: Period, expiring_within: int | None) -> dt.date | None:
+    if expiring_within is None:
+        return None
+    if period.mode is not CycleMode.ROLLING_12_MONTHS:
+        raise InputError("--expiring-within needs the rolling_12_months cycle mode")
+    if expiring_within < 0:
+        raise InputError("--expiring-within must not be negative")
+    return period.as_of + dt.timedelta(days=expiring_within)
 
 
 async def cycle_rows(
@@ -309,12 +347,7 @@ async def cycle_rows(
 ) -> AsyncIterator[OutreachRow]:
     """The outreach list (or, without ``expiring_within``, the suspend candidates) in ID
     number order, streamed from a cursor: the caller must hold a transaction open."""
-    if expiring_within is not None:
-        if period.mode is not CycleMode.ROLLING_12_MONTHS:
-            raise InputError("--expiring-within needs the rolling_12_months cycle mode")
-        if expiring_within < 0:
-            raise InputError("--expiring-within must not be negative")
-    horizon = None if expiring_within is None else period.as_of + dt.timedelta(days=expiring_within)
+    horizon = _horizon(period, expiring_within)
     await conn.execute(_WORK_MEM)
     cursor = conn.cursor(_LIST, *_args(period), horizon, prefetch=batch)
     async for r in cursor:
@@ -327,6 +360,25 @@ async def cycle_rows(
             r["last_certified_on"],
             r["valid_until"],
         )
+
+
+async def copy_list_csv(
+    conn: asyncpg.Connection,
+    period: Period,
+    output: Callable[[bytes], Coroutine[Any, Any, None]],
+    *,
+    expiring_within: int | None = None,
+) -> int:
+    """The list of :func:`cycle_rows` as CSV lines without the header, in ID number order,
+    written by PostgreSQL (COPY) to ``output`` chunk by chunk: a million people are not
+    turned into Python objects one by one. Returns the number of people."""
+    horizon = _horizon(period, expiring_within)
+    if conn.is_in_transaction():
+        await conn.execute(_WORK_MEM)
+    status = await conn.copy_from_query(
+        _LIST_CELLS, *_args(period), horizon, output=output, format="csv"
+    )
+    return int(status.rsplit(" ", 1)[-1])
 
 
 # ----------------------------------------------------------------------------------------
