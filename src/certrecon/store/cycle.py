@@ -13,7 +13,7 @@ reference; the tests hold the two against each other). What the rules need of a 
 
 A municipal roster has millions of people, so nothing is computed per person in Python,
 and the ledger is not aggregated per question either: the database keeps those facts per
-person in the projection ``cycle_person`` as they are written (``sql/0008_cycle_person.sql``,
+person in the projection ``cycle_person`` as they are written (``sql/0009_cycle_person.sql``,
 derivable from the ledger at any time), and a question reads one row per person there.
 :func:`fetch_person_facts` reads the ledger itself, for the pure functions.
 """
@@ -168,7 +168,7 @@ async def fetch_person_facts(conn: Conn, id_numbers: Sequence[str]) -> dict[str,
 
 # $1 mode ('calendar_year' | 'rolling_12_months'), $2 cycle year, $3 as-of date.
 # One row per roster person (not terminated, with a first payment), read from the
-# projection cycle_person (sql/0008) that the database keeps from the ledger: its sorted
+# projection cycle_person (sql/0009) that the database keeps from the ledger: its sorted
 # certification and proof-of-life days answer any year and as-of date by binary search
 # (width_bucket: how many days are on or before a day), without aggregating the ledger.
 # The parameters are used in place (no CTE of them), so the scan can run in parallel.

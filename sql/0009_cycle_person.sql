@@ -47,7 +47,7 @@ CREATE TABLE cycle_person (
     roster_version  bigint
 );
 COMMENT ON TABLE cycle_person IS
-    'projection of the ledger per person for the certification cycle (sql/0008); not a ledger table';
+    'projection of the ledger per person for the certification cycle (sql/0009); not a ledger table';
 
 -- Sorted days with more days merged in; NULL when there are none.
 CREATE FUNCTION cycle_days_merge(days date[], added date[]) RETURNS date[]
