@@ -245,6 +245,16 @@ async def test_staff_verdicts_release_held_certifications_and_stop_payments(
         assert judged[wrongly_dead.id_number].status.value == "certified"
         assert judged[really_dead.id_number].status.value == "eligibility_lost"
         await _ledger_intact(settings, fresh_database, kafka_bootstrap)
+        # Re-derived from the findings each decision recorded, both answers stand.
+        code, out, err = await _cli(
+            settings, fresh_database, kafka_bootstrap,
+            "audit", "replay", "--json",
+            "--from", (when - dt.timedelta(hours=1)).isoformat(),
+            "--to", (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).isoformat(),
+        )  # fmt: skip
+        assert code == 0, out + err
+        replayed = json.loads(out)
+        assert replayed["clean"] is True, replayed
     finally:
         await conn.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from certrecon.reconcile.evidence import (
     StaffVerdict,
     Verdict,
     person_evidence,
+    recorded_evidence,
 )
 from tests.unit.test_reconcile import DAY, ID, REGION, cert, person
 
@@ -197,3 +199,47 @@ def test_held_exactly_when_an_item_is_open(
     if not expected_open:
         lost = state.lost_on(DAY) is not None
         assert (d.outcome is Outcome.ELIGIBILITY_LOST) == lost
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(EvidenceKind)),
+            st.dates(D(2020, 1, 1), D(2025, 12, 31)),
+            st.sampled_from([None, "reject", "confirm"]),
+        ),
+        max_size=6,
+    )
+)
+def test_recorded_findings_decide_as_the_evidence_did(
+    items: list[tuple[EvidenceKind, dt.date, str | None]],
+) -> None:
+    # What the replay re-decides from: the findings a decision recorded, read back.
+    evidence = [ev(f"E{i}", kind, day) for i, (kind, day, _) in enumerate(items)]
+    verdicts = [
+        verdict(f"E{i}", confirm=day if how == "confirm" else None)
+        for i, (kind, day, how) in enumerate(items)
+        if how is not None and kind in (K.DEATH, K.IMPRISONMENT)
+    ]
+    state = person_evidence(evidence, verdicts)
+    read_back = recorded_evidence(json.loads(json.dumps(state.records())), ID)
+    assert read_back.records() == state.records()
+    assert read_back.under_review == state.under_review
+    assert read_back.lost_periods == state.lost_periods
+    original = decide(cert(), person(), Cycle.of(cert()), region_prefix=REGION, comparison=state)
+    again = decide(cert(), person(), Cycle.of(cert()), region_prefix=REGION, comparison=read_back)
+    assert again == original
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [{"source": "s"}],
+        [{"source": "s", "evidence_id": "E1", "kind": "flood", "event_date": "2024-01-01"}],
+        [{**{"source": "s", "evidence_id": "E1", "kind": "death"}, "event_date": "01/01/2024"}],
+        ["not a record"],
+    ],
+)
+def test_a_record_not_in_the_recorded_shape_is_refused(bad: list[Any]) -> None:
+    with pytest.raises(ValueError, match="not a recorded finding"):
+        recorded_evidence(bad, ID)

@@ -40,6 +40,7 @@ __all__ = [
     "StaffVerdict",
     "Verdict",
     "person_evidence",
+    "recorded_evidence",
 ]
 
 EvidenceKey = tuple[str, str]
@@ -164,6 +165,51 @@ class PersonEvidence:
 
 
 NO_EVIDENCE = PersonEvidence()
+
+
+def recorded_evidence(records: Sequence[Any], id_number: str) -> PersonEvidence:
+    """The findings a decision recorded (:meth:`PersonEvidence.records`), as the rules saw
+    them: what re-deciding a recorded certification starts from.
+
+    A record keeps no name, so the findings carry none; nothing the rules read depends on it.
+    Refuses a record that is not in that shape with ``ValueError``.
+    """
+    findings: list[AdverseFinding] = []
+    for r in records:
+        try:
+            evidence = Evidence(
+                r["evidence_id"],
+                r["source"],
+                EvidenceKind(r["kind"]),
+                id_number,
+                "",
+                dt.date.fromisoformat(r["event_date"]),
+            )
+            state = FindingState(r["state"])
+            verdict = None
+            if "decided_by" in r:
+                verdict = StaffVerdict(
+                    frozenset({evidence.key}),
+                    Verdict.CONFIRMED if state is FindingState.CONFIRMED else Verdict.REJECTED,
+                    r["decided_by"].removeprefix("staff:"),
+                    dt.date.fromisoformat(r["decided_on"]),
+                    dt.date.fromisoformat(r["effective_date"]) if "effective_date" in r else None,
+                )
+            release = None
+            if "released_on" in r:
+                source, evidence_id = r["release_evidence"]
+                release = Evidence(
+                    evidence_id,
+                    source,
+                    EvidenceKind.RELEASE,
+                    id_number,
+                    "",
+                    dt.date.fromisoformat(r["released_on"]),
+                )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a recorded finding: {exc!r}") from None
+        findings.append(AdverseFinding(evidence, state, verdict, release))
+    return PersonEvidence(tuple(findings))
 
 
 def person_evidence(

@@ -23,6 +23,7 @@ from certrecon.consumers.decode import usable_certification_id
 from certrecon.domain import CST, RosterRecord
 from certrecon.errors import CalendarError, InputError
 from certrecon.reconcile import RULE_VERSION
+from certrecon.reconcile.evidence import NO_EVIDENCE, PersonEvidence, recorded_evidence
 from certrecon.replay.model import (
     Discrepancy,
     Kind,
@@ -297,8 +298,26 @@ def _rederive(
     else:
         version, entry = decision.roster_version, decision.roster
     return finish_record(
-        started, entry, config=ctx.config, calendar=calendar, roster_version=version
+        started,
+        entry,
+        config=ctx.config,
+        calendar=calendar,
+        roster_version=version,
+        comparison=_comparison(recorded, started.certification.id_number),
     )
+
+
+def _comparison(recorded: Recorded | None, id_number: str) -> PersonEvidence:
+    """The person's comparison evidence as the decision recorded it (both rule modes: what
+    staff decided since is a later fact, not a correction of this decision). Evidence that
+    is not in the recorded shape re-derives as none, so the decision shows as differing."""
+    decision = recorded.decision if recorded is not None else None
+    if decision is None or not isinstance(decision.evidence, dict):
+        return NO_EVIDENCE
+    try:
+        return recorded_evidence(decision.evidence.get("comparison_evidence") or [], id_number)
+    except ValueError:
+        return NO_EVIDENCE
 
 
 Item = Callable[..., None]
