@@ -188,7 +188,10 @@ class Cluster:
         await create_topics(self.settings, self.bootstrap)
         for i in range(self.replica_count):
             proxy = await FaultProxy(
-                f"pg-{i}", target_host="127.0.0.1", target_port=self.pg.tcp_port
+                f"pg-{i}",
+                target_host="127.0.0.1",
+                target_port=self.pg.tcp_port,
+                postgres_frames=True,
             ).start()
             self.replicas.append(Replica(i, proxy, self.workdir / f"worker-{i}.log"))
         return self
