@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from certrecon.audit.digest import TABLES, column_digests
 from certrecon.domain import Channel, Outcome
 from certrecon.results import ResultMessage, encode_result
 from certrecon.store import ledger
@@ -138,20 +139,31 @@ async def enqueue_columns(
     topics: Sequence[str],
     keys: Sequence[bytes | None],
     payloads: Sequence[bytes],
+    digests: Sequence[bytes] | None = None,
 ) -> None:
     """:func:`enqueue` with the messages given column by column; records the ledger digests
-    of the rows inserted (a message_id already there, or repeated, is inserted once)."""
+    of the rows inserted (a message_id already there, or repeated, is inserted once).
+    ``digests``: the rows' digests computed beforehand (:func:`outbox_digests`)."""
     if not message_ids:
         return
     columns: list[Sequence[Any]] = [message_ids, kinds, topics, keys, payloads]
     inserted = {r[0] for r in await conn.fetch(INSERT_OUTBOX, *columns)}
+    if digests is None:
+        digests = outbox_digests(columns)
     if len(inserted) < len(message_ids):
         keep = []
         for m in message_ids:
             keep.append(m in inserted)
             inserted.discard(m)
         columns = [[v for v, k in zip(c, keep, strict=True) if k] for c in columns]
-    await ledger.record_columns(conn, "outbox", columns)
+        digests = [d for d, k in zip(digests, keep, strict=True) if k]
+    await ledger.record_digests(conn, "outbox", columns[0], [None] * len(columns[0]), digests)
+
+
+def outbox_digests(columns: Sequence[Sequence[Any]]) -> list[bytes]:
+    """The ledger digests of outbox rows given column by column (message_id, kind, topic,
+    key, payload)."""
+    return column_digests(TABLES["outbox"], columns)
 
 
 async def record_results(

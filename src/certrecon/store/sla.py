@@ -11,6 +11,7 @@ key of ``sla_alert``. A recomputed deadline is a new ``deadline_revision`` row.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +19,11 @@ from typing import Any
 
 import asyncpg
 
+from certrecon.audit.digest import TABLES, column_digests
 from certrecon.calendar import WorkingCalendar
 from certrecon.sla import Alert, SlaLevel, Window
 from certrecon.store import ledger
-from certrecon.store.results import OutboxMessage, enqueue_columns
+from certrecon.store.results import OutboxMessage, enqueue_columns, outbox_digests
 
 
 def in_level(
@@ -132,23 +134,37 @@ async def raise_alerts(
         [a.provisional for a in unique],
         [a.raised_at for a in unique],
     ]
-    inserted = {r[0] for r in await conn.fetch(_INSERT_ALERTS, *columns)}
-    raised = unique
-    if len(inserted) < len(unique):
-        keep = [i in inserted for i in ids]
-        raised = [a for a, k in zip(unique, keep, strict=True) if k]
-        columns = [[v for v, k in zip(c, keep, strict=True) if k] for c in columns]
-    # The digests of the values inserted: the column order is the ledger's (audit.digest).
-    await ledger.record_columns(conn, "sla_alert", columns)
+    # While the server inserts the alerts, this process encodes their messages and takes
+    # the digests of both tables' rows: ten thousand alerts cost about as much of each.
+    n = len(unique)
+    statement = await conn.prepare(_INSERT_ALERTS)
+    insert = asyncio.ensure_future(statement.fetch(*columns))
+    try:
+        await asyncio.sleep(0)  # the statement is sent
+        keys = [a.key for a in unique]
+        payloads = [a.payload() for a in unique]
+        alert_digests = column_digests(TABLES["sla_alert"], columns)
+        message_digests = outbox_digests([ids, ["sla_alert"] * n, [topic] * n, keys, payloads])
+    finally:
+        inserted = {r[0] for r in await insert}
+    kept = range(n) if len(inserted) == n else [i for i in range(n) if ids[i] in inserted]
+    await ledger.record_digests(
+        conn,
+        "sla_alert",
+        [ids[i] for i in kept],
+        [columns[1][i] for i in kept],
+        [alert_digests[i] for i in kept],
+    )
     await enqueue_columns(
         conn,
-        message_ids=columns[0],
-        kinds=["sla_alert"] * len(raised),
-        topics=[topic] * len(raised),
-        keys=[a.key for a in raised],
-        payloads=[a.payload() for a in raised],
+        message_ids=[ids[i] for i in kept],
+        kinds=["sla_alert"] * len(kept),
+        topics=[topic] * len(kept),
+        keys=[keys[i] for i in kept],
+        payloads=[payloads[i] for i in kept],
+        digests=[message_digests[i] for i in kept],
     )
-    return raised
+    return [unique[i] for i in kept]
 
 
 @dataclass(frozen=True, slots=True)
