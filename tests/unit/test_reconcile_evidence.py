@@ -165,25 +165,34 @@ def test_scope_is_decided_before_evidence() -> None:
     assert (d.outcome, d.rule) == (Outcome.NOT_IN_SCOPE, "benefit_terminated")
 
 
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(list(EvidenceKind)),
-            st.dates(D(2020, 1, 1), D(2025, 12, 31)),
-            st.sampled_from([None, "reject", "confirm"]),
-        ),
-        max_size=6,
-    )
+ITEMS = st.lists(
+    st.tuples(
+        st.sampled_from(list(EvidenceKind)),
+        st.dates(D(2020, 1, 1), D(2025, 12, 31)),
+        st.sampled_from([None, "reject", "confirm"]),
+    ),
+    max_size=6,
 )
-def test_held_exactly_when_an_item_is_open(
-    items: list[tuple[EvidenceKind, dt.date, str | None]],
-) -> None:
+"""A person's evidence as (kind, event date, what staff decided of it, if anything)."""
+
+Item = tuple[EvidenceKind, dt.date, str | None]
+
+
+def evidence_and_verdicts(items: list[Item]) -> tuple[list[Evidence], list[StaffVerdict]]:
     evidence = [ev(f"E{i}", kind, day) for i, (kind, day, _) in enumerate(items)]
     verdicts = [
         verdict(f"E{i}", confirm=day if how == "confirm" else None)
         for i, (kind, day, how) in enumerate(items)
         if how is not None and kind in (K.DEATH, K.IMPRISONMENT)
     ]
+    return evidence, verdicts
+
+
+@given(ITEMS)
+def test_held_exactly_when_an_item_is_open(
+    items: list[Item],
+) -> None:
+    evidence, verdicts = evidence_and_verdicts(items)
     state = person_evidence(evidence, verdicts)
     # Independently: an adverse record without a verdict, and (imprisonment) without a
     # release on or after it.
@@ -201,26 +210,12 @@ def test_held_exactly_when_an_item_is_open(
         assert (d.outcome is Outcome.ELIGIBILITY_LOST) == lost
 
 
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(list(EvidenceKind)),
-            st.dates(D(2020, 1, 1), D(2025, 12, 31)),
-            st.sampled_from([None, "reject", "confirm"]),
-        ),
-        max_size=6,
-    )
-)
+@given(ITEMS)
 def test_recorded_findings_decide_as_the_evidence_did(
-    items: list[tuple[EvidenceKind, dt.date, str | None]],
+    items: list[Item],
 ) -> None:
     # What the replay re-decides from: the findings a decision recorded, read back.
-    evidence = [ev(f"E{i}", kind, day) for i, (kind, day, _) in enumerate(items)]
-    verdicts = [
-        verdict(f"E{i}", confirm=day if how == "confirm" else None)
-        for i, (kind, day, how) in enumerate(items)
-        if how is not None and kind in (K.DEATH, K.IMPRISONMENT)
-    ]
+    evidence, verdicts = evidence_and_verdicts(items)
     state = person_evidence(evidence, verdicts)
     read_back = recorded_evidence(json.loads(json.dumps(state.records())), ID)
     assert read_back.records() == state.records()
