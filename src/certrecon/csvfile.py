@@ -245,14 +245,11 @@ def decoded_lines(
     done = 0
     number = 0
     while True:
-        try:
-            raw = stream.read(_BLOCK_BYTES)
-            if raw and not raw.endswith(b"\n"):
-                raw += stream.readline(MAX_LINE_BYTES + 1)
-        except OSError as exc:
-            raise error(
-                f"{source}: reading failed after line {number}: {exc.strerror}", []
-            ) from exc
+        raw = _read(stream.read, _BLOCK_BYTES, source=source, error=error, after=number)
+        if raw and not raw.endswith(b"\n"):
+            raw += _read(
+                stream.readline, MAX_LINE_BYTES + 1, source=source, error=error, after=number
+            )
         if not raw:
             break
         lines = _clean_block(raw)
@@ -272,6 +269,21 @@ def decoded_lines(
 
 
 _BLOCK_BYTES = 1 << 20
+
+
+def _read(
+    read: Callable[[int], bytes],
+    size: int,
+    *,
+    source: str,
+    error: type[FileRejectedError],
+    after: int,
+) -> bytes:
+    """``read(size)``; a failing read is ``error`` naming the last line read whole."""
+    try:
+        return read(size)
+    except OSError as exc:
+        raise error(f"{source}: reading failed after line {after}: {exc.strerror}", []) from exc
 
 
 def _clean_block(raw: bytes) -> list[str] | None:
@@ -306,12 +318,7 @@ def _lines_one_by_one(
     # MAX_LINE_BYTES, not its size.
     number = first
     while True:
-        try:
-            raw = stream.readline(MAX_LINE_BYTES + 1)
-        except OSError as exc:
-            raise error(
-                f"{source}: reading failed after line {number}: {exc.strerror}", []
-            ) from exc
+        raw = _read(stream.readline, MAX_LINE_BYTES + 1, source=source, error=error, after=number)
         if not raw:
             break
         number += 1

@@ -456,3 +456,39 @@ def test_lines_read_in_blocks_are_the_lines_read_one_by_one(raw: bytes, block: i
     finally:
         csvfile._BLOCK_BYTES = before
     assert (blocks, problems.kept) == (one, one_problems.kept)
+
+
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_a_failing_read_rejects_the_file_naming_the_last_line_read(one_by_one: bool) -> None:
+    import io
+
+    from certrecon import csvfile
+
+    class Failing(io.BytesIO):
+        def __init__(self) -> None:
+            super().__init__(b"a,b\n" * 3)
+            self.calls = 0
+
+        def read(self, size: int | None = -1) -> bytes:
+            raise OSError(5, "Input/output error")
+
+        def readline(self, size: int | None = -1) -> bytes:
+            self.calls += 1
+            if self.calls > 2:
+                raise OSError(5, "Input/output error")
+            return super().readline(size)
+
+    lines = (
+        csvfile._lines_one_by_one(
+            Failing(), Problems(), source="f.csv", error=EvidenceImportError, kind="k", first=0
+        )
+        if one_by_one
+        else csvfile.decoded_lines(
+            Failing(), Problems(), source="f.csv", error=EvidenceImportError, kind="k"
+        )
+    )
+    after = 2 if one_by_one else 0
+    with pytest.raises(
+        EvidenceImportError, match=f"f.csv: reading failed after line {after}: Input/output"
+    ):
+        list(lines)
