@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import sys
 import tempfile
 import time
@@ -25,11 +24,10 @@ from pathlib import Path
 
 from certrecon.cli.cycle_view import write_list
 from certrecon.cycle.status import CycleMode, Period
-from certrecon.embedded.postgres import EmbeddedPostgres
 from certrecon.store import db
 from certrecon.store.cycle import cycle_summary
 from certrecon.store.migrations import migrate
-from roster_import import _fresh_database
+from roster_import import bench_database
 
 STATUS_GOAL = 5.0
 OUTREACH_GOAL = 30.0
@@ -149,13 +147,7 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="certrecon-bench-") as tmp,
         contextlib.ExitStack() as stack,
     ):
-        dsn = os.environ.get("CERTRECON_DATABASE_URL")
-        if dsn:
-            print("database: CERTRECON_DATABASE_URL")
-        else:
-            server = stack.enter_context(EmbeddedPostgres(Path(tmp) / "pg"))
-            dsn = asyncio.run(_fresh_database(server.dsn))
-            print("database: embedded PostgreSQL")
+        dsn = bench_database(stack, Path(tmp))
         asyncio.run(_load(dsn, args.people))
         print(f"mode {mode.value}, as of {period.as_of}")
         status_s, outreach_s = asyncio.run(_measure(dsn, period, Path(tmp) / "outreach.csv"))

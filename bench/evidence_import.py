@@ -18,20 +18,18 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from certrecon.embedded.postgres import EmbeddedPostgres
 from certrecon.evidence.csvfile import HEADER
 from certrecon.store import db
 from certrecon.store.evidence import import_evidence_file
 from certrecon.store.migrations import migrate
 from certrecon.synthetic import make_roster
-from roster_import import _fresh_database, _rate
+from roster_import import _rate, bench_database
 
 TARGET_SECONDS = 60.0
 TODAY = dt.date(2026, 11, 30)
@@ -97,13 +95,7 @@ def main() -> int:
             f"generated {args.rows:,} rows ({path.stat().st_size / 1e6:.0f} MB) in "
             f"{time.perf_counter() - started:.1f} s (not timed below)"
         )
-        dsn = os.environ.get("CERTRECON_DATABASE_URL")
-        if dsn:
-            print("database: CERTRECON_DATABASE_URL")
-        else:
-            server = stack.enter_context(EmbeddedPostgres(Path(tmp) / "pg"))
-            dsn = asyncio.run(_fresh_database(server.dsn))
-            print("database: embedded PostgreSQL")
+        dsn = bench_database(stack, Path(tmp))
         total = asyncio.run(_import(dsn, path, args.rows))
     verdict = "met" if total < TARGET_SECONDS * args.rows / 1_000_000 else "MISSED"
     print(f"target {TARGET_SECONDS:.0f} s per 1,000,000 rows: {verdict}")

@@ -49,6 +49,18 @@ async def _fresh_database(server_dsn: str) -> str:
     return f"{head.rsplit('/', 1)[0]}/certrecon_bench{sep}{query}"
 
 
+def bench_database(stack: contextlib.ExitStack, tmp: Path) -> str:
+    """CERTRECON_DATABASE_URL, else a fresh database on an embedded server kept in ``tmp``
+    until ``stack`` closes."""
+    dsn = os.environ.get("CERTRECON_DATABASE_URL")
+    if dsn:
+        print("database: CERTRECON_DATABASE_URL")
+        return dsn
+    server = stack.enter_context(EmbeddedPostgres(tmp / "pg"))
+    print("database: embedded PostgreSQL")
+    return asyncio.run(_fresh_database(server.dsn))
+
+
 async def _import(dsn: str, path: Path, rows: int) -> float:
     conn = await db.connect(dsn)
     try:
@@ -89,13 +101,7 @@ def main() -> int:
             f"{time.perf_counter() - started:.1f} s (not timed below)"
         )
 
-        dsn = os.environ.get("CERTRECON_DATABASE_URL")
-        if dsn:
-            print("database: CERTRECON_DATABASE_URL")
-        else:
-            server = stack.enter_context(EmbeddedPostgres(Path(tmp) / "pg"))
-            dsn = asyncio.run(_fresh_database(server.dsn))
-            print("database: embedded PostgreSQL")
+        dsn = bench_database(stack, Path(tmp))
 
         total = asyncio.run(_import(dsn, path, args.rows))
 

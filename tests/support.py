@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -209,3 +210,19 @@ async def wait_for(
         if loop.time() > deadline:
             raise TimeoutError(f"{query!r} returned {value!r}")
         await asyncio.sleep(0.1)
+
+
+async def run_certrecon(env: Mapping[str, str], *args: str) -> tuple[int, str, str]:
+    """``python -m certrecon ARGS`` as its own process: exit code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "certrecon",
+        *args,
+        env=dict(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

@@ -4,11 +4,9 @@ messages, and a redelivery changes nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from tests.support import (
     isolated_settings,
     produce,
     read_topic,
+    run_certrecon,
     running_worker,
     settings_env,
     wait_for,
@@ -130,18 +129,7 @@ async def test_evidence_is_recorded_and_holds_a_later_certification(
 
 async def _cli(settings: Any, dsn: str, bootstrap: str, *args: str) -> tuple[int, str, str]:
     env = settings_env(settings, dsn, bootstrap)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "certrecon",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_certrecon(env, *args)
 
 
 async def _ledger_intact(settings: Any, dsn: str, bootstrap: str) -> None:

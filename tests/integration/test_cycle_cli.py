@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -16,6 +14,7 @@ import asyncpg
 from certrecon.domain import RosterRecord, RosterStatus
 from certrecon.store.roster import import_roster
 from certrecon.synthetic import make_id_number
+from tests.support import run_certrecon
 
 P_DUE = make_id_number("110105", dt.date(1949, 12, 31), 2)
 P_PROOF = make_id_number("110105", dt.date(1950, 1, 1), 12)
@@ -51,18 +50,7 @@ async def certrecon(
         "CERTRECON_DATA_DIR": str(data_dir),
         "CERTRECON_CYCLE": cycle,
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "certrecon",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_certrecon(env, *args)
 
 
 async def _setup(conn: asyncpg.Connection) -> None:

@@ -5,7 +5,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -20,6 +19,7 @@ from certrecon.store import db
 from certrecon.store import roster as roster_store
 from certrecon.store.roster import ImportSummary, fetch_roster, import_roster
 from certrecon.synthetic import make_roster, write_roster_csv
+from tests.support import run_certrecon
 
 
 async def _count(conn: asyncpg.Connection) -> int:
@@ -124,18 +124,7 @@ async def test_import_inside_a_callers_transaction_can_run_twice(
 
 async def _certrecon(dsn: str, data_dir: Path, *args: str) -> tuple[int, str, str]:
     env = {**os.environ, "CERTRECON_DATABASE_URL": dsn, "CERTRECON_DATA_DIR": str(data_dir)}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "certrecon",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_certrecon(env, *args)
 
 
 async def test_cli_imports_and_reimports(
