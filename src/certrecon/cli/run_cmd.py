@@ -14,6 +14,7 @@ from certrecon.logs import get_logger
 def run() -> None:
     """Run the always-on worker until SIGTERM or SIGINT."""
     from certrecon.worker.bootstrap import build_worker
+    from certrecon.worker.runtime import settle_heap
 
     settings = load_settings()
     log = get_logger("certrecon.run")
@@ -31,4 +32,6 @@ def run() -> None:
             )
             await worker.run(stop)
 
+        # Everything is imported and configured by now: what is alive stays alive.
+        settle_heap()
         asyncio.run(main())
