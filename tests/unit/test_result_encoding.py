@@ -1,4 +1,4 @@
-"""Result bytes written directly (``encode_result``) are the bytes pydantic writes for the
+"""Result bytes written directly (``ResultFields.encode``) are the bytes pydantic writes for the
 same ``ResultMessage`` (what results were encoded with before), and refused where the
 model refuses them. (That the worker's results pass the shipped schema is checked by
 tests/unit/test_record_path.py.)"""
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from certrecon.domain import Channel, Outcome
-from certrecon.results import ResultMessage, encode_result
+from certrecon.results import ResultFields, ResultMessage
 
 texts = st.text(max_size=40) | st.sampled_from(
     ["认证通过", 'a"b\\c/d', "\x00\x1f\x7f\u2028\ud800", ""]
@@ -61,9 +61,9 @@ def test_written_bytes_are_pydantics_bytes(values: dict[str, Any]) -> None:
     want = _reference(values)
     if want is None:
         with pytest.raises(ValueError):  # noqa: PT011 - any refusal of the schema's
-            encode_result(**values)
+            ResultFields(**values).encode()
         return
-    rid, got = encode_result(**values)
+    rid, got = ResultFields(**values).encode()
     assert got == want
     assert rid == f"{values['certification_id']}:{values['revision']}"
     assert ResultMessage.build(**values).to_bytes() == want
@@ -71,7 +71,7 @@ def test_written_bytes_are_pydantics_bytes(values: dict[str, Any]) -> None:
 
 def test_a_naive_decision_time_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        encode_result(
+        ResultFields(
             certification_id="A1",
             revision=1,
             channel=Channel.ESSC,
@@ -82,4 +82,4 @@ def test_a_naive_decision_time_is_refused() -> None:
             due_date=dt.date(2026, 10, 9),
             decided_at=dt.datetime(2026, 9, 30, 3, 0),  # noqa: DTZ001 - naive on purpose
             decided_by="rules",
-        )
+        ).encode()

@@ -24,6 +24,7 @@ import asyncpg
 
 from certrecon.domain import Channel, Outcome
 from certrecon.errors import ReviewError
+from certrecon.results import ResultFields
 from certrecon.store.results import NewResult, record_results
 from certrecon.text import MAX_NOTE_LENGTH, check_free_text
 
@@ -354,16 +355,18 @@ async def decide(
             conn,
             [
                 NewResult(
-                    certification_id=certification_id,
-                    revision=revision,
-                    channel=Channel(c["channel"]),
-                    id_number=id_number,
-                    outcome=outcome,
-                    reason=_DEFAULT_REASON[outcome],
-                    certified_at_raw=c["certified_at_raw"] or "",
-                    due_date=c["due_date"],
-                    decided_at=now,
-                    decided_by=decided_by,
+                    ResultFields(
+                        certification_id=certification_id,
+                        revision=revision,
+                        channel=Channel(c["channel"]),
+                        id_number=id_number,
+                        outcome=outcome,
+                        reason=_DEFAULT_REASON[outcome],
+                        certified_at=c["certified_at_raw"] or "",
+                        due_date=c["due_date"],
+                        decided_at=now,
+                        decided_by=decided_by,
+                    ),
                     key=id_number.encode("utf-8") if id_number else None,
                     note=cleaned_note,
                 )

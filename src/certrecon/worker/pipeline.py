@@ -57,7 +57,7 @@ from certrecon.evidence.model import EvidenceKind
 from certrecon.evidence.wire import EvidenceInvalid, decode_evidence
 from certrecon.reconcile import RULE_VERSION, decide
 from certrecon.reconcile.evidence import NO_EVIDENCE, PersonEvidence
-from certrecon.results import DECIDED_BY_RULES
+from certrecon.results import DECIDED_BY_RULES, ResultFields
 from certrecon.settings import Settings
 from certrecon.store import batches
 from certrecon.store.db import Conn, refused_data_state
@@ -572,17 +572,19 @@ def _result(
     assert decision.outcome is not None
     return prepare_result(
         NewResult(
-            certification_id=row.certification_id,
-            revision=1,
-            channel=row.channel,
-            id_number=row.id_number or "",
-            outcome=decision.outcome,
-            reason=decision.reason,
-            certified_at_raw=row.certified_at_raw or "",
-            due_date=row.due.due_date,
-            decided_at=decided_at,
-            decided_by=DECIDED_BY_RULES,
-            key=_result_key(row),
+            ResultFields(
+                row.certification_id,
+                1,
+                row.channel,
+                row.id_number or "",
+                decision.outcome,
+                decision.reason,
+                row.certified_at_raw or "",
+                row.due.due_date,
+                decided_at,
+                DECIDED_BY_RULES,
+            ),
+            _result_key(row),
         )
     )
 
