@@ -102,17 +102,10 @@ async def lock_cursor(conn: Conn) -> Position | None:
 
 async def next_batch(conn: Conn, after: Position, limit: int) -> list[Pending]:
     rows = await conn.fetch(_NEXT, after.xid, after.id, limit)
+    # By position, in the query's column order; bytea arrives as bytes already.
     return [
-        Pending(
-            Position(r["xid"], r["id"]),
-            r["message_id"],
-            r["kind"],
-            r["topic"],
-            bytes(r["key"]) if r["key"] is not None else None,
-            bytes(r["payload"]),
-            r["settled"],
-        )
-        for r in rows
+        Pending(Position(xid, id_), message_id, kind, topic, key, payload, settled)
+        for id_, xid, message_id, kind, topic, key, payload, settled in rows
     ]
 
 
