@@ -10,6 +10,7 @@ import pytest
 
 from certrecon.errors import EvidenceImportError
 from certrecon.evidence.csvfile import HEADER
+from certrecon.evidence.model import is_evidence_id
 from certrecon.store.evidence import import_evidence_file
 from certrecon.synthetic import make_id_number
 from tests.integration.ledger_support import link_count
@@ -122,6 +123,43 @@ async def test_a_row_contradicting_recorded_evidence_rejects_the_file(
     other = f"D1,death,{P1},张秀英,2026-02-04,health:death_certificate"
     summary = await import_evidence_file(conn, write(tmp_path / "c.csv", other), today=TODAY)
     assert summary.inserted == 1
+
+
+@pytest.mark.parametrize(
+    "evidence_id",
+    [
+        "E1",
+        "a" * 64,
+        "a" * 65,
+        "",
+        "A-Z_a.z:0-9",
+        "E 1",
+        "E1\n",
+        "\nE1",
+        "E/1",
+        "Ｅ1",  # full-width letter
+        "é1",
+        "张1",
+        "E1*",
+        "[E1]",
+        "E^1",
+    ],
+)
+async def test_the_database_refuses_exactly_the_evidence_ids_the_contract_refuses(
+    conn: asyncpg.Connection, evidence_id: str
+) -> None:
+    insert = (
+        "INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name,"
+        " event_date, via, file_name, file_sha256, file_line)"
+        " VALUES ('s', $1, 'death', $2, '张秀英', '2026-01-01', 'file', 'f.csv', '\\x00', 2)"
+    )
+    if is_evidence_id(evidence_id):
+        await conn.execute(insert, evidence_id, P1)
+        assert await conn.fetchval("SELECT count(*) FROM comparison_evidence") == 1
+    else:
+        with pytest.raises(asyncpg.CheckViolationError) as refused:
+            await conn.execute(insert, evidence_id, P1)
+        assert refused.value.constraint_name == "comparison_evidence_evidence_id_check"
 
 
 async def test_cli_reports_line_numbers_without_personal_data(

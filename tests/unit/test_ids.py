@@ -18,6 +18,7 @@ from certrecon.ids import (
     PROBLEM_PERMIT_ADDRESS_CODE,
     PROBLEM_SHAPE,
     IdForm,
+    all_valid_resident_numbers,
     check_character,
     id_number_form,
     id_number_problems,
@@ -265,3 +266,40 @@ def test_a_check_character_problem_exactly_when_it_differs(first17: str, last: s
     problems = id_number_problems("110105" + first17[6:] + last)
     wrong = _check_character_by_the_definition("110105" + first17[6:]) != last.upper()
     assert (PROBLEM_CHECK_CHARACTER in problems) == wrong
+
+
+def _one_by_one(n: str, today: dt.date) -> bool:
+    return (
+        n == normalise_id_number(n)
+        and id_number_form(n) is IdForm.RESIDENT
+        and not id_number_problems(n, today=today)
+    )
+
+
+_ADDRESSES = st.sampled_from(["110105", "310101", "710000", "810000", "910000", "990105"])
+_BIRTHS = st.sampled_from(["19560704", "18000101", "17991231", "19500231", "20261201"])
+_NUMBERS = st.one_of(
+    st.builds(make, _ADDRESSES, _BIRTHS, st.from_regex(r"[0-9]{3}", fullmatch=True)),
+    st.builds(lambda n: n.lower(), st.just(make("110105", sequence="12" + "3"))),
+    st.builds(lambda n, c: n[:17] + c, st.just(RESIDENT), st.sampled_from("0123456789Xx")),
+    st.sampled_from([FOREIGN_2017, " " + RESIDENT, RESIDENT + "\n" + RESIDENT, "", "X" * 18]),
+    st.from_regex(r"[0-9X\n]{18}", fullmatch=True),
+)
+
+
+@given(
+    st.lists(_NUMBERS, max_size=6), st.sampled_from([dt.date(2026, 11, 30), dt.date(1956, 7, 3)])
+)
+def test_bulk_resident_check_agrees_with_the_one_by_one_checks(
+    numbers: list[str], today: dt.date
+) -> None:
+    expected = all(_one_by_one(n, today) for n in numbers)
+    assert all_valid_resident_numbers(numbers, today=today) == expected
+
+
+def test_bulk_resident_check_of_valid_numbers() -> None:
+    numbers = [make("110105", sequence=f"{k:03d}") for k in range(1000)]
+    assert all_valid_resident_numbers(numbers, today=dt.date(2026, 11, 30))
+    assert not all_valid_resident_numbers(
+        [*numbers, numbers[0].lower()[:17] + "x"], today=dt.date(2026, 11, 30)
+    )

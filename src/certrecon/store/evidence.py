@@ -15,9 +15,12 @@ anywhere rolls everything back, so a file is imported whole or not at all.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,38 +88,45 @@ WHERE (e.kind, e.id_number, e.name, e.event_date)
 ORDER BY i.line
 LIMIT $1
 """
-# The new evidence, in the order of its identity (the unique index is filled in order). No
-# ON CONFLICT: the rows were checked against the ledger just before, under the import lock,
-# and a row the worker records meanwhile makes the statement fail, to be checked again.
-_INSERT = """
-INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name, event_date,
-                                 via, file_name, file_sha256, file_line)
+# The new evidence, in the order of its identity (the unique index is filled in order),
+# sorted by the bytes (COLLATE "C"): the same order as the index's where the database's
+# collation is C.UTF-8, at a fraction of the cost of comparing through the libc collation.
+# No ON CONFLICT: the rows were checked against the ledger just before, under the import
+# lock, and a row the worker records meanwhile makes the statement fail, to be checked again.
+_NEW = """
 SELECT source, evidence_id, kind, id_number, name, event_date, 'file', $1, $2, line
 FROM evidence_import i
 WHERE NOT EXISTS (SELECT FROM comparison_evidence e
                   WHERE e.source = i.source AND e.evidence_id = i.evidence_id)
-ORDER BY source, evidence_id
+ORDER BY source COLLATE "C", evidence_id COLLATE "C"
 """
 # The same when a line repeats another: the first line of each identity.
-_INSERT_FIRST = """
-INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name, event_date,
-                                 via, file_name, file_sha256, file_line)
-SELECT DISTINCT ON (source, evidence_id)
+_NEW_FIRST = """
+SELECT DISTINCT ON (source COLLATE "C", evidence_id COLLATE "C")
        source, evidence_id, kind, id_number, name, event_date, 'file', $1, $2, line
 FROM evidence_import i
 WHERE NOT EXISTS (SELECT FROM comparison_evidence e
                   WHERE e.source = i.source AND e.evidence_id = i.evidence_id)
-ORDER BY source, evidence_id, line
+ORDER BY source COLLATE "C", evidence_id COLLATE "C", line
 """
-# Review items for the death and imprisonment evidence this import recorded: found through the
-# file's adverse lines, among the evidence recorded after the import began.
-_ITEMS = """
-INSERT INTO evidence_review_item (evidence_ref, id_number)
-SELECT DISTINCT e.id, e.id_number
-FROM evidence_import i
-JOIN comparison_evidence e ON e.source = i.source AND e.evidence_id = i.evidence_id
-WHERE i.kind = ANY($1::text[]) AND e.id > $2 AND e.via = 'file'
+# The new evidence recorded with the review items of its death and imprisonment evidence, in
+# one statement: the items come from the rows inserted, not from looking them up again.
+_RECORD = """
+WITH new AS (
+    INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name, event_date,
+                                     via, file_name, file_sha256, file_line)
+    {new}
+    RETURNING id, kind, id_number
+),
+items AS (
+    INSERT INTO evidence_review_item (evidence_ref, id_number)
+    SELECT id, id_number FROM new WHERE kind = ANY($3::text[])
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM new) AS inserted, (SELECT count(*) FROM items) AS items
 """
+_RECORD_NEW = _RECORD.format(new=_NEW)
+_RECORD_FIRST = _RECORD.format(new=_NEW_FIRST)
 # Proof of life this import recorded for people whose roster status is or was suspended (the
 # roster's current status is checked with the rules, in resume_actions).
 _PROOF_BASES = """
@@ -213,25 +223,19 @@ async def import_evidence_file(
             await conn.execute("SET LOCAL work_mem = '256MB'")
             await conn.execute(_STAGING)
             await conn.execute("TRUNCATE evidence_import")
-            copied = 0
-            for batch in iter_staged_batches(
-                path, today=today, problems=problems, progress=progress
-            ):
-                if not batch:
-                    continue
-                copied += _affected(
-                    await conn.copy_records_to_table(
-                        "evidence_import", records=batch, columns=_STAGING_COLUMNS
-                    )
-                )
-                if rows_copied is not None:
-                    rows_copied(copied)
-            rows = copied
+            rows = await _stage(
+                conn,
+                path,
+                today=today,
+                problems=problems,
+                progress=progress,
+                rows_copied=rows_copied,
+            )
             await conn.execute("ANALYZE evidence_import")
             repeats = bool(await conn.fetchval(_FILE_REPEATS))
             before = await conn.fetchval("SELECT COALESCE(max(id), 0) FROM comparison_evidence")
             inserted, items = await _insert_new(
-                conn, path.name, sha, before, repeats=repeats, problems=problems, source=source
+                conn, path.name, sha, repeats=repeats, problems=problems, source=source
             )
             actions = 0
             if resumes is not None:
@@ -248,11 +252,52 @@ async def import_evidence_file(
     return EvidenceImportSummary(rows, inserted, items, actions)
 
 
+async def _stage(
+    conn: Conn,
+    path: Path,
+    *,
+    today: dt.date,
+    problems: Problems,
+    progress: ByteProgress | None,
+    rows_copied: Callable[[int], None] | None,
+) -> int:
+    """Copy the file's checked rows into the staging table; how many.
+
+    The next batch is read and checked in a thread while the server takes in the one before
+    (the connection's COPY releases the interpreter while it waits for the socket), so the
+    two overlap instead of taking turns.
+    """
+    loop = asyncio.get_running_loop()
+    batches = iter_staged_batches(path, today=today, problems=problems, progress=progress)
+    copied = 0
+    with (
+        contextlib.closing(batches),
+        ThreadPoolExecutor(1, thread_name_prefix="evidence-check") as checker,
+    ):
+        following = loop.run_in_executor(checker, next, batches, None)
+        try:
+            while (batch := await following) is not None:
+                following = loop.run_in_executor(checker, next, batches, None)
+                if not batch:
+                    continue
+                copied += _affected(
+                    await conn.copy_records_to_table(
+                        "evidence_import", records=batch, columns=_STAGING_COLUMNS
+                    )
+                )
+                if rows_copied is not None:
+                    rows_copied(copied)
+        finally:
+            # A failed COPY leaves the next batch's check running: the pool waits for it on
+            # the way out, and nobody is left to read what it returns or raises.
+            following.cancel()
+    return copied
+
+
 async def _insert_new(
     conn: Conn,
     file_name: str,
     sha: bytes,
-    before: int,
     *,
     repeats: bool,
     problems: Problems,
@@ -265,17 +310,17 @@ async def _insert_new(
         raise_if_rejected(problems, source)
         try:
             async with conn.transaction():
-                inserted = _affected(
-                    await conn.execute(_INSERT_FIRST if repeats else _INSERT, file_name, sha)
+                recorded = await conn.fetchrow(
+                    _RECORD_FIRST if repeats else _RECORD_NEW, file_name, sha, list(ADVERSE)
                 )
-                items = _affected(await conn.execute(_ITEMS, list(ADVERSE), before))
         except asyncpg.UniqueViolationError:
             # The worker recorded some of this evidence from the topic meanwhile: was it
             # the same? Checked again against the ledger as it is now.
             if attempt == _INSERT_ATTEMPTS:
                 raise
             continue
-        return inserted, items
+        assert recorded is not None
+        return int(recorded["inserted"]), int(recorded["items"])
     raise AssertionError("unreachable")  # pragma: no cover
 
 
