@@ -27,7 +27,9 @@ from certrecon.calendar import default_calendar
 from certrecon.cli import cli
 from certrecon.cli.commands import register
 from certrecon.domain import CST, Channel, RosterStatus
+from certrecon.errors import CertreconError
 from certrecon.replay import run as run_module
+from certrecon.replay.pool import Source, snapshot_connection
 from certrecon.replay.report import check_manifest
 from certrecon.settings import Settings
 from certrecon.store import db
@@ -217,6 +219,16 @@ async def _broker_state(s: Scenario) -> tuple[list[Any], dict[TopicPartition, in
         await consumer.stop()
 
 
+def _same_report(one: Path, other: Path) -> None:
+    """The same summary, and the same lines (partitions' chunks arrive in the order the
+    broker's fetches complete, so lines of different partitions may interleave otherwise)."""
+    assert (one / "summary.json").read_bytes() == (other / "summary.json").read_bytes()
+    for name in ("items.jsonl", "timeliness.csv"):
+        lines = [sorted((d / name).read_text().splitlines()) for d in (one, other)]
+        assert lines[0] == lines[1]
+        assert len(lines[0]) == len(set(lines[0]))
+
+
 def _forbid(monkeypatch: pytest.MonkeyPatch) -> None:
     """No producer may even be made, and no consumer may commit."""
 
@@ -236,7 +248,13 @@ async def test_a_clean_window_is_clean_and_the_replay_changes_nothing(
     with monkeypatch.context() as m:
         _forbid(m)
         done = await asyncio.to_thread(_replay, s, s.clean_window, report=tmp_path / "r")
+        # Checked by worker processes reading the ledger over their own connections.
+        m.setattr(run_module, "processes_for", lambda records: 2)
+        pooled = await asyncio.to_thread(_replay, s, s.clean_window, report=tmp_path / "p")
     assert done.exit_code == 0, done.output
+    assert pooled.exit_code == 0, pooled.output
+    assert pooled.output == done.output
+    _same_report(tmp_path / "r", tmp_path / "p")
     summary = json.loads(done.output)
     assert summary["clean"] is True
     assert summary["certifications"] == 6  # C0-C3, INV1, and C0 again
@@ -360,15 +378,13 @@ async def test_every_discrepancy_kind_names_its_certification(
     assert late[0][5] == "false"
     assert int(late[0][6]) > 100
 
-    # Re-derived in a pool of processes: the same report (lines in the order read).
+    # Checked in a pool of processes: the same report.
     with monkeypatch.context() as m:
         m.setattr(run_module, "processes_for", lambda records: 2)
         pooled = await asyncio.to_thread(_replay, s, s.problem_window, report=tmp_path / "p")
     assert pooled.exit_code == 1, pooled.output
     assert json.loads(pooled.output) == summary
-    for name in ("items.jsonl", "timeliness.csv"):
-        lines = [sorted((tmp_path / d / name).read_text().splitlines()) for d in ("r", "p")]
-        assert lines[0] == lines[1]
+    _same_report(tmp_path / "r", tmp_path / "p")
 
 
 async def test_current_rules_report_what_a_roster_correction_would_change(
@@ -389,6 +405,43 @@ async def test_current_rules_report_what_a_roster_correction_would_change(
         pooled = await asyncio.to_thread(_replay, s, s.clean_window, "--rules", "current")
     assert pooled.exit_code == 1, pooled.output
     assert json.loads(pooled.output) == summary
+
+
+async def test_worker_processes_read_the_ledger_in_the_replays_snapshot(
+    fresh_database: str, pg_server: str
+) -> None:
+    auditor_name = await _login(pg_server, "certrecon_auditor")
+    auditor = dsn_as(fresh_database, auditor_name)
+    owner = await db.connect(fresh_database)
+    replay_conn = await db.connect(auditor)
+    try:
+        await import_roster(owner, eligible_roster(3, seed=5))
+        count = "SELECT count(*) FROM roster_version"
+        async with replay_conn.transaction(isolation="repeatable_read", readonly=True):
+            before = await replay_conn.fetchval(count)
+            snapshot = await replay_conn.fetchval("SELECT pg_export_snapshot()")
+            await import_roster(owner, eligible_roster(6, seed=6)[3:])
+            source = Source(auditor, None, snapshot)
+            child = await snapshot_connection(source)
+            try:
+                assert await child.fetchval(count) == before == 3
+                assert await child.fetchval("SHOW transaction_read_only") == "on"
+                assert await child.fetchval("SHOW transaction_isolation") == "repeatable read"
+                with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+                    await child.execute("CREATE TEMPORARY TABLE t (x int)")
+            finally:
+                await child.close()
+        assert await owner.fetchval(count) == 6
+        with pytest.raises(CertreconError):
+            await snapshot_connection(Source(auditor, None, "1'; SELECT '1"))
+    finally:
+        await replay_conn.close()
+        await owner.close()
+        admin = await asyncpg.connect(pg_server)
+        try:
+            await admin.execute(f'DROP ROLE IF EXISTS "{auditor_name}"')
+        finally:
+            await admin.close()
 
 
 async def test_a_window_the_broker_no_longer_holds_is_truncated(

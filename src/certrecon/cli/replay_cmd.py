@@ -118,6 +118,8 @@ async def _run(
                     return await replay(
                         conn,
                         reader,
+                        dsn=dsn,
+                        password=settings.database_password,
                         config=PipelineConfig.from_settings(settings),
                         window=window,
                         rules=rules,

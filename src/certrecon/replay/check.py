@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from certrecon.calendar import WorkingCalendar
 from certrecon.consumers.dead_letter import dead_letter_id
@@ -187,8 +187,14 @@ def check_record(
     ``recorded`` is the ledger's row for the record's certification_id, if any;
     ``current_roster`` (``--rules current``) maps ID numbers to today's roster version.
     """
-    derived = derive(record, at_position(record, recorded), ctx.basis, current_roster)
-    return check_derived(record, recorded, derived, ctx)
+    basis = ctx.basis
+    derived = derive(record, at_position(record, recorded), basis, current_roster)
+    assessed = assess(record, recorded, derived, basis)
+    out = Checked(timeliness=assessed.timeliness, counts=assessed.counts)
+    if assessed.open is not None:
+        out.items, awaiting = conclude(assessed.open, ctx.results, ctx.dead_letters)
+        out.counts.extend(["awaiting_publication"] * awaiting)
+    return out
 
 
 def at_position(record: Inbound, recorded: Recorded | None) -> Recorded | None:
@@ -227,41 +233,129 @@ def derive(
     return Derivation(sha, rejected, letter_id, cid, tuple(found), tuple(counts))
 
 
-def check_derived(
-    record: Inbound, recorded: Recorded | None, derived: Derivation, ctx: Context
-) -> Checked:
-    """The checks of one record given its :class:`Derivation`: the ledger's bytes, the
-    results and dead letters on the output topics, timeliness."""
-    out = Checked()
-    item = _sink(record, out.items)
-    if derived.rejected and not _dead_letter_published(record, ctx):
-        item(Kind.MISSING_DEAD_LETTER, derived.letter_certification_id, "dead_letter")
+ResultLookup = tuple[str, dt.datetime | None, bool, bytes | None]
+"""A recorded result revision to find on the result topic: its id, when it was
+acknowledged, whether it must be there by now (acknowledged, or its deadline passed) and
+the first bytes of its payload's SHA-256 (None: not kept)."""
+
+
+class Open(NamedTuple):
+    """The checks of one record that need the output topics, with what its other checks
+    found, in the order the report lists them. Plain values: it may cross from a worker
+    process, and every record of a window but the dead letters has one."""
+
+    topic: str
+    partition: int
+    offset: int
+    letter: bool
+    """The dead letter of this position must be on the dead-letter topic."""
+    letter_certification_id: str | None
+    """What a missing dead letter is reported under."""
+    certification_id: str | None
+    before: tuple[Discrepancy, ...]
+    """Found before the results are looked up (ledger, bytes, re-derivation)."""
+    results: tuple[ResultLookup, ...]
+    conflicting: tuple[str, ...]
+    """Result ids the ledger itself shows in conflict (a second revision by the rules)."""
+    after: tuple[Discrepancy, ...]
+    """Found after them (a late acknowledgement)."""
+
+
+@dataclass(slots=True)
+class Assessed:
+    """One record's checks but the output topics' (:func:`conclude` does those)."""
+
+    open: Open | None = None
+    counts: list[str] = field(default_factory=list)
+    timeliness: Timeliness | None = None
+
+
+def assess(
+    record: Inbound, recorded: Recorded | None, derived: Derivation, basis: Basis
+) -> Assessed:
+    """The checks of one record given its :class:`Derivation` that need no output topic:
+    the ledger's bytes and results, timeliness; what needs the topics, as an :class:`Open`.
+    ``recorded`` is the ledger's row for the record's certification_id, if any."""
+    out = Assessed()
+    before: list[Discrepancy] = []
+    after: list[Discrepancy] = []
+    item = _sink(record, before)
+    letter, letter_id = derived.rejected, derived.letter_certification_id
+    lookups: tuple[ResultLookup, ...] = ()
+    conflicting: tuple[str, ...] = ()
     cid = derived.certification_id
     if cid is None:
         out.counts.append("dead_letters_only")
-        return out
-    if recorded is None:
+    elif recorded is None:
         item(Kind.MISSING_IN_LEDGER, cid, "certification", None, "certification")
-        return out
-    out.counts.append("certifications")
-    sha = derived.sha256
-    if recorded.position != _position(record):
+    elif recorded.position != _position(record):
+        out.counts.append("certifications")
         # Another delivery of a certification recorded at another position: the same
         # bytes are a redelivery; other bytes were dead-lettered (the first one stands).
-        if recorded.content_sha256 == sha:
+        if recorded.content_sha256 == derived.sha256:
             out.counts.append("redelivered")
-        elif not derived.rejected and not _dead_letter_published(record, ctx):
-            item(Kind.MISSING_DEAD_LETTER, cid, "dead_letter")
-        return out
-    if recorded.raw_sha256 != sha:
-        item(Kind.BYTES_DIFFER, cid, "raw", recorded.raw_sha256, sha)
-    elif recorded.content_sha256 != sha:
-        item(Kind.BYTES_DIFFER, cid, "content_sha256", recorded.content_sha256, sha)
+        elif not derived.rejected:
+            letter, letter_id = True, cid
     else:
-        out.items.extend(derived.items)
-        out.counts.extend(derived.counts)
-    _check_results(recorded, ctx, item, out)
+        out.counts.append("certifications")
+        sha = derived.sha256
+        if recorded.raw_sha256 != sha:
+            item(Kind.BYTES_DIFFER, cid, "raw", recorded.raw_sha256, sha)
+        elif recorded.content_sha256 != sha:
+            item(Kind.BYTES_DIFFER, cid, "content_sha256", recorded.content_sha256, sha)
+        else:
+            before.extend(derived.items)
+            out.counts.extend(derived.counts)
+        lookups, conflicting = _assess_results(recorded, basis, item, _sink(record, after), out)
+    if letter or before or lookups or after:
+        out.open = Open(
+            record.topic,
+            record.partition,
+            record.offset,
+            letter,
+            letter_id,
+            cid,
+            tuple(before),
+            lookups,
+            conflicting,
+            tuple(after),
+        )
     return out
+
+
+def conclude(
+    open: Open, results: Published, dead_letters: Published
+) -> tuple[list[Discrepancy], int]:
+    """The checks of an :class:`Open` record against the output topics (each message taken
+    once: call in the order the records were read): every discrepancy of the record, in
+    report order, and how many of its results are awaiting publication."""
+    topic, partition, offset = open.topic, open.partition, open.offset
+    items: list[Discrepancy] = []
+
+    def item(kind: Kind, cid: str | None, name: str, rec: Any = None, rep: Any = None) -> None:
+        items.append(Discrepancy(kind, cid, topic, partition, offset, name, rec, rep))
+
+    if open.letter and dead_letters.take(dead_letter_id(topic, partition, offset)) is None:
+        item(Kind.MISSING_DEAD_LETTER, open.letter_certification_id, "dead_letter")
+    items.extend(open.before)
+    cid = open.certification_id
+    awaiting = 0
+    conflicting = list(open.conflicting)
+    for result_id, acked_at, expected, short in open.results:
+        copies = results.take(result_id)
+        if copies is None:
+            if expected:
+                item(Kind.RESULT_NOT_PUBLISHED, cid, result_id, acked_at, None)
+            else:
+                awaiting += 1
+        elif len(copies) > 1:
+            conflicting.append(result_id)
+        elif short is not None and copies[0] != short:
+            item(Kind.PUBLISHED_DIFFERS, cid, result_id, "ledger bytes", "other bytes")
+    if conflicting:
+        item(Kind.CONFLICTING_RESULTS, cid, "result_id", None, conflicting)
+    items.extend(open.after)
+    return items, awaiting
 
 
 def _rederive(
@@ -396,57 +490,51 @@ def _evidence(stored: Answered | ForReview, recorded: Any) -> Any:
     return plain if plain == recorded else json.loads(stored.evidence)
 
 
-def _dead_letter_published(record: Inbound, ctx: Context) -> bool:
-    return (
-        ctx.dead_letters.take(dead_letter_id(record.topic, record.partition, record.offset))
-        is not None
-    )
-
-
-def _check_results(recorded: Recorded, ctx: Context, item: Item, out: Checked) -> None:
+def _assess_results(
+    recorded: Recorded, basis: Basis, item: Item, later: Item, out: Assessed
+) -> tuple[tuple[ResultLookup, ...], tuple[str, ...]]:
+    """What the ledger says of the record's results (``item``; a late return: ``later``)
+    and which of them to look up on the result topic, with those in conflict already."""
     cid = recorded.certification_id
     deadline = recorded.deadline_in_force
-    passed = deadline <= ctx.now
+    passed = deadline <= basis.now
     results = sorted(recorded.results, key=lambda r: r.revision)
     if not results:
         if passed:
             item(Kind.NO_RESULT, cid, "result", None, f"deadline {deadline.isoformat()} passed")
         else:
             out.counts.append("open")
-        out.timeliness = _timeliness(recorded, None, ctx)
-        return
+        out.timeliness = _timeliness(recorded, None, basis)
+        return (), ()
     out.counts.append("answered")
-    conflicting = [r.result_id for r in results if r.revision > 1 and r.decided_by == "rules"]
-    for r in results:
-        copies = ctx.results.take(r.result_id)
-        if copies is None:
-            if r.acked_at is not None or passed:
-                item(Kind.RESULT_NOT_PUBLISHED, cid, r.result_id, r.acked_at, None)
-            else:
-                out.counts.append("awaiting_publication")
-        elif len(copies) > 1:
-            conflicting.append(r.result_id)
-        elif r.payload_sha256 is not None and copies[0] != _short(r.payload_sha256):
-            item(Kind.PUBLISHED_DIFFERS, cid, r.result_id, "ledger bytes", "other bytes")
-    if conflicting:
-        item(Kind.CONFLICTING_RESULTS, cid, "result_id", None, conflicting)
+    conflicting = tuple(r.result_id for r in results if r.revision > 1 and r.decided_by == "rules")
+    lookups = tuple(
+        (
+            r.result_id,
+            r.acked_at,
+            r.acked_at is not None or passed,
+            None if r.payload_sha256 is None else _short(r.payload_sha256),
+        )
+        for r in results
+    )
     acks = [r.acked_at for r in results if r.acked_at is not None]
     returned = min(acks) if acks else None
     if returned is not None and returned > deadline:
-        item(Kind.LATE, cid, "returned_at", deadline, returned)
+        later(Kind.LATE, cid, "returned_at", deadline, returned)
         out.counts.append("late")
     elif returned is not None:
         out.counts.append("on_time")
     elif not passed:
         out.counts.append("open")
-    out.timeliness = _timeliness(recorded, returned, ctx)
+    out.timeliness = _timeliness(recorded, returned, basis)
+    return lookups, conflicting
 
 
 def _short(sha256: bytes) -> bytes:
     return sha256[:DIGEST_BYTES]
 
 
-def _timeliness(recorded: Recorded, returned: dt.datetime | None, ctx: Context) -> Timeliness:
+def _timeliness(recorded: Recorded, returned: dt.datetime | None, basis: Basis) -> Timeliness:
     late: int | None = None
     on_time: bool | None = None
     if returned is not None:
@@ -454,7 +542,7 @@ def _timeliness(recorded: Recorded, returned: dt.datetime | None, ctx: Context) 
         late = 0
         if not on_time:
             try:
-                late = ctx.current_calendar.count_working_days(
+                late = basis.current_calendar.count_working_days(
                     recorded.due_in_force, returned.astimezone(CST).date()
                 )
             except CalendarError:

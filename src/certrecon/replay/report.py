@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -37,6 +39,13 @@ def summary_json(tally: Tally, *, window: dict[str, str], rules: str) -> dict[st
     }
 
 
+def timeliness_lines(rows: Iterable[list[str]]) -> str:
+    """``timeliness.csv``'s lines for these rows (:meth:`Timeliness.row`)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()
+
+
 def _dump(data: Any) -> bytes:
     return (json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n").encode()
 
@@ -57,7 +66,6 @@ class ReportWriter:
         self.directory = directory
         self._items: IO[str] | None = None
         self._times: IO[str] | None = None
-        self._csv: Any = None
 
     def __enter__(self) -> ReportWriter:
         d = self.directory
@@ -68,8 +76,7 @@ class ReportWriter:
                     raise InputError(f"{d / name} exists: a filed report is never overwritten")
             self._items = (d / ITEMS).open("x", encoding="utf-8", newline="\n")
             self._times = (d / TIMELINESS).open("x", encoding="utf-8", newline="")
-            self._csv = csv.writer(self._times, lineterminator="\n")
-            self._csv.writerow(Timeliness.HEADER)
+            self._times.write(timeliness_lines([list(Timeliness.HEADER)]))
         return self
 
     def __exit__(
@@ -86,9 +93,17 @@ class ReportWriter:
         if self._items is not None:
             self._items.write(json.dumps(d.to_json(), ensure_ascii=False) + "\n")
 
+    @property
+    def keeps_timeliness(self) -> bool:
+        return self.directory is not None
+
     def timeliness(self, t: Timeliness) -> None:
-        if self._csv is not None:
-            self._csv.writerow(t.row())
+        self.timeliness_text(timeliness_lines([t.row()]))
+
+    def timeliness_text(self, lines: str) -> None:
+        """Lines made by :func:`timeliness_lines`."""
+        if self._times is not None:
+            self._times.write(lines)
 
     def finish(self, summary: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Write ``summary.json`` and, last, ``manifest.json`` with every file's SHA-256;

@@ -21,26 +21,18 @@ from typing import Any
 
 import certrecon
 from certrecon.consumers.decode import usable_certification_id
-from certrecon.domain import RosterRecord
 from certrecon.reconcile import RULE_VERSION
 from certrecon.replay.broker import Progress, TopicReader
-from certrecon.replay.check import (
-    Context,
-    Derivation,
-    Published,
-    at_position,
-    check_derived,
-    peek_certification_id,
-)
-from certrecon.replay.model import Discrepancy, Kind, PartitionSpan, Recorded, Rules, Tally
-from certrecon.replay.pool import Deriver, processes_for
+from certrecon.replay.check import Published, conclude
+from certrecon.replay.model import Discrepancy, Kind, PartitionSpan, Rules, Tally
+from certrecon.replay.pool import Checker, ChunkChecked, processes_for
 from certrecon.replay.pool import history as calendar_history
 from certrecon.replay.report import ReportWriter, summary_json
 from certrecon.replay.window import Window, to_ms
 from certrecon.store import replay as store
 from certrecon.store.audit import head
 from certrecon.store.db import Conn
-from certrecon.store.roster import fetch_roster_versions
+from certrecon.transport import Secret
 from certrecon.worker.pipeline import Inbound, PipelineConfig
 
 OUTPUT_LOOKBACK = dt.timedelta(days=1)
@@ -65,6 +57,8 @@ async def replay(
     conn: Conn,
     reader: TopicReader,
     *,
+    dsn: str,
+    password: Secret | None,
     config: PipelineConfig,
     window: Window,
     rules: Rules,
@@ -74,8 +68,9 @@ async def replay(
     processes: int | None = None,
 ) -> Outcome:
     """Check every inbound record of ``window``; ``conn`` must be in a READ ONLY
-    REPEATABLE READ transaction (the caller's). ``processes``: how many processes
-    re-derive the records (0: this one; None: as many as the CPUs for a large window)."""
+    REPEATABLE READ transaction (the caller's), opened with ``dsn`` and ``password``
+    (worker processes open their own, in its snapshot). ``processes``: how many processes
+    check the records (0: this one; None: as many as the CPUs for a large window)."""
     await store.begin(conn)
     ledger_head = await head(conn, now)
     events = await store.calendar_events(conn)
@@ -102,65 +97,53 @@ async def replay(
         for m in chunk:
             _index(m, config, results, dead_letters)
 
-    ctx = Context(
-        config=config,
-        rules=rules,
-        now=now,
-        calendar_at=history.at,
-        current_calendar=history.current(),
-        results=results,
-        dead_letters=dead_letters,
-    )
     rule_versions: dict[str, int] = {}
 
-    def check(done: _Done) -> None:
-        pairs, (recorded, _), derivations = done
-        for (r, cid), derived in zip(pairs, derivations, strict=True):
-            found_row = recorded.get(cid) if cid else None
-            if found_row is not None and found_row.decision is not None:
-                version = found_row.decision.rule_version
-                rule_versions[version] = rule_versions.get(version, 0) + 1
-            checked = check_derived(r, found_row, derived, ctx)
-            for name in checked.counts:
-                tally.add(name)
-            for d in checked.items:
+    def conclude_chunk(chunk: ChunkChecked) -> None:
+        for name, n in chunk.counts.items():
+            tally.add(name, n)
+        for version, n in chunk.rule_versions.items():
+            rule_versions[version] = rule_versions.get(version, 0) + n
+        for record in chunk.open:
+            items, awaiting = conclude(record, results, dead_letters)
+            if awaiting:
+                tally.add("awaiting_publication", awaiting)
+            for d in items:
                 found(d)
-            if checked.timeliness is not None:
-                writer.timeliness(checked.timeliness)
-
-    # One query at a time on the one connection, in chunk order (asyncio's lock is FIFO).
-    reading = asyncio.Lock()
-
-    async def prepare(pairs: _Chunk) -> _Done:
-        async with reading:
-            facts = await _facts(conn, pairs, rules)
-        recorded, roster = facts
-        work = [(r, at_position(r, recorded.get(cid) if cid else None)) for r, cid in pairs]
-        return pairs, facts, await deriver(work, roster)
+        if chunk.timeliness:
+            writer.timeliness_text(chunk.timeliness)
 
     if processes is None:
         processes = processes_for(sum(max(s.end - s.start, 0) for s in in_spans))
-    deriver = Deriver(
-        processes, config=config, rules=rules, now=now, events=events, calendars=history
+    checker = Checker(
+        processes,
+        conn=conn,
+        dsn=dsn,
+        password=password,
+        config=config,
+        rules=rules,
+        now=now,
+        events=events,
+        calendars=history,
+        timeliness=writer.keeps_timeliness,
     )
     # Chunks in flight: the ledger rows of the next ones are read by PostgreSQL and the
-    # derivations computed by the pool while this process checks the oldest one.
+    # chunks checked by the pool while this process concludes the oldest one.
     ahead = 1 + 2 * processes
-    flight: deque[asyncio.Task[_Done]] = deque()
+    flight: deque[asyncio.Task[ChunkChecked]] = deque()
     lo, hi = window.start_ms, window.end_ms  # Window.holds, once per chunk
-    async with deriver:
+    async with checker:
         try:
             async for records in reader.read(in_spans, on_progress):
                 tally.add("records_read", len(records))
                 inside = [r for r in records if lo <= r.timestamp_ms < hi]
                 tally.add("records_in_window", len(inside))
-                pairs = [(r, peek_certification_id(r.value)) for r in inside]
-                flight.append(asyncio.create_task(prepare(pairs), name="replay-chunk"))
+                flight.append(asyncio.create_task(checker(inside), name="replay-chunk"))
                 await asyncio.sleep(0)  # let the query go out before the CPU work starts
                 while flight and (len(flight) > ahead or flight[0].done()):
-                    check(await flight.popleft())
+                    conclude_chunk(await flight.popleft())
             while flight:
-                check(await flight.popleft())
+                conclude_chunk(await flight.popleft())
         finally:
             for task in flight:
                 task.cancel()
@@ -207,22 +190,6 @@ def _message_id(value: bytes | None, field: str) -> str | None:
     if isinstance(document, dict) and isinstance(document.get(field), str):
         return str(document[field])
     return None
-
-
-_Chunk = list[tuple[Inbound, str | None]]
-_Facts = tuple[dict[str, Recorded], dict[str, tuple[int, RosterRecord]] | None]
-_Done = tuple[_Chunk, _Facts, list[Derivation]]
-
-
-async def _facts(conn: Conn, chunk: _Chunk, rules: Rules) -> _Facts:
-    """The ledger's rows for a chunk's certifications (and, for ``--rules current``, the
-    people's roster versions of today)."""
-    recorded = await store.recorded(conn, [cid for _, cid in chunk if cid is not None])
-    if rules is not Rules.CURRENT:
-        return recorded, None
-    numbers = sorted({r.id_number for r in recorded.values() if r.id_number})
-    found = await fetch_roster_versions(conn, numbers)
-    return recorded, {k: (v.version, v.record) for k, v in found.items()}
 
 
 def _index(m: Inbound, config: PipelineConfig, results: Published, letters: Published) -> None:
