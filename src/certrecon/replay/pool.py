@@ -207,15 +207,24 @@ def _close() -> None:
     _Process.loop.close()
 
 
+def _connection() -> Conn:
+    # Not in _start: a failure to connect is then a chunk's error, as it is.
+    p = _Process
+    if p.conn is None:
+        p.conn = p.loop.run_until_complete(snapshot_connection(p.source))
+    return p.conn
+
+
 def _check_here(rows: list[Row]) -> ChunkChecked:
     p = _Process
     records = [Inbound(*row) for row in rows]
     cids = [peek_certification_id(r.value) for r in records]
-    if p.conn is None:
-        # Here, not at start: a failure to connect is then this chunk's error, as it is.
-        p.conn = p.loop.run_until_complete(snapshot_connection(p.source))
-    facts = p.loop.run_until_complete(read_facts(p.conn, cids, p.rules))
+    facts = p.loop.run_until_complete(read_facts(_connection(), cids, p.rules))
     return check_chunk(records, cids, facts, p.basis, timeliness=p.timeliness)
+
+
+def _warm_up() -> None:
+    _connection()
 
 
 class Checker:
@@ -268,6 +277,9 @@ class Checker:
                 initializer=_start,
                 initargs=(setup,),
             )
+            # Every process starts now; a failure to connect shows again on a chunk.
+            for _ in range(self.processes):
+                self._pool.submit(_warm_up)
         return self
 
     async def __aexit__(

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from certrecon.errors import InputError
-from certrecon.replay.model import Discrepancy, Tally, Timeliness
+from certrecon.replay.model import TIMELINESS_HEADER, Discrepancy, Tally, Timeliness
 
 SUMMARY = "summary.json"
 ITEMS = "items.jsonl"
@@ -76,7 +76,7 @@ class ReportWriter:
                     raise InputError(f"{d / name} exists: a filed report is never overwritten")
             self._items = (d / ITEMS).open("x", encoding="utf-8", newline="\n")
             self._times = (d / TIMELINESS).open("x", encoding="utf-8", newline="")
-            self._times.write(timeliness_lines([list(Timeliness.HEADER)]))
+            self._times.write(timeliness_lines([list(TIMELINESS_HEADER)]))
         return self
 
     def __exit__(

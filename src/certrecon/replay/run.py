@@ -93,10 +93,6 @@ async def replay(
 
     on_progress = progress([*out_spans, *in_spans]) if progress is not None else None
     results, dead_letters = Published(), Published()
-    async for chunk in reader.read(out_spans, on_progress):
-        for m in chunk:
-            _index(m, config, results, dead_letters)
-
     rule_versions: dict[str, int] = {}
 
     def conclude_chunk(chunk: ChunkChecked) -> None:
@@ -132,7 +128,11 @@ async def replay(
     ahead = 1 + 2 * processes
     flight: deque[asyncio.Task[ChunkChecked]] = deque()
     lo, hi = window.start_ms, window.end_ms  # Window.holds, once per chunk
+    # The pool's processes start (and connect) while this one indexes the output topics.
     async with checker:
+        async for chunk in reader.read(out_spans, on_progress):
+            for m in chunk:
+                _index(m, config, results, dead_letters)
         try:
             async for records in reader.read(in_spans, on_progress):
                 tally.add("records_read", len(records))
