@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from multiprocessing.util import Finalize
 from types import TracebackType
 
+import asyncpg
+
 from certrecon.calendar import default_calendar
 from certrecon.domain import RosterRecord
 from certrecon.errors import CertreconError
@@ -201,10 +203,16 @@ def _start(setup: _Setup) -> None:
 
 
 def _close() -> None:
+    """At the process's exit: end the session (its transaction only read) and the loop."""
     conn, _Process.conn = _Process.conn, None
-    if conn is not None:
-        _Process.loop.run_until_complete(conn.close(timeout=5))
-    _Process.loop.close()
+    try:
+        if conn is not None:
+            _Process.loop.run_until_complete(conn.close(timeout=5))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        if conn is not None:
+            conn.terminate()
+    finally:
+        _Process.loop.close()
 
 
 def _connection() -> Conn:
