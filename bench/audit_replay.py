@@ -8,7 +8,8 @@ records too), runs the worker until every result and dead letter is acknowledged
 runs ``certrecon audit replay`` over the window as a separate process. Prints the worker's
 rate (certifications/s, from its start until the last acknowledgement), the replay's rate
 (records of the window / wall time of the command, start-up included), their ratio, and
-the replay process's peak RSS. The replay must report the window clean.
+the replay process's peak RSS (and the largest of its worker processes', when it has
+some). The replay must report the window clean.
 
 Uses CERTRECON_DATABASE_URL / CERTRECON_KAFKA_BOOTSTRAP when set (a server where the
 benchmark may create databases), else starts the embedded PostgreSQL and broker in a
@@ -54,7 +55,8 @@ from certrecon.store.roster import import_roster  # noqa: E402
 from certrecon.worker.kafka import ensure_topics, publish  # noqa: E402
 
 PARTITIONS = 3
-# Run in the child: the replay command, then its own peak RSS on stderr's last line.
+# Run in the child: the replay command, then its worker processes' largest peak RSS and its
+# own on stderr's last two lines.
 _MEASURED = """
 import resource, sys
 from certrecon.cli import main
@@ -64,6 +66,8 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code if isinstance(exc.code, int) else 1
+children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(f"worker_processes_peak_rss_kb {children}", file=sys.stderr)
 print(f"peak_rss_kb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
 sys.exit(code)
 """
@@ -147,7 +151,9 @@ async def run(dsn_server: str, bootstrap: str, count: int) -> None:
     if done.returncode != 0:
         raise SystemExit(f"the replay exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     summary = json.loads(done.stdout)
-    rss_kb = int(done.stderr.strip().splitlines()[-1].split()[1])
+    *_, children_line, rss_line = done.stderr.strip().splitlines()
+    rss_kb = int(rss_line.split()[1])
+    children_kb = int(children_line.split()[1])
     records = summary["records_in_window"]
     replay_rate = records / replay_seconds
     print(
@@ -156,7 +162,10 @@ async def run(dsn_server: str, bootstrap: str, count: int) -> None:
         f"{summary['dead_letters_only']} dead letters without an id)"
     )
     print(f"ratio (replay / worker): {replay_rate / worker_rate:.2f}")
-    print(f"replay peak RSS: {rss_kb / 1024:.0f} MB")
+    print(f"replay peak RSS: {rss_kb / 1024:.0f} MB", end="")
+    if children_kb:
+        print(f" (the largest of its worker processes: {children_kb / 1024:.0f} MB)", end="")
+    print()
 
 
 async def main() -> None:
