@@ -54,7 +54,7 @@ from certrecon.transport import Secret
 from certrecon.worker.pipeline import Inbound, PipelineConfig
 
 MAX_PROCESSES = 8
-MIN_CPUS = 2
+MIN_CPUS = 3
 POOL_FROM_RECORDS = 20_000
 """Below this many records to read, starting processes costs more than it saves."""
 
@@ -133,17 +133,17 @@ def processes_for(records: int) -> int:
     """How many processes check a window of ``records`` (0: this one alone).
 
     This process reads the topics and concludes the output topics' checks; the rest (the
-    ledger's rows, the re-derivation) is handed over as plain records, so from two CPUs on
-    every CPU gets a worker process and this one shares a CPU. Measured on 50,000 records
-    of ``bench/audit_replay.py`` on two CPUs kept busy by other work (load average 4-5):
-    this process alone, 19 s of CPU; with two worker processes, 4 s here and 21-23 s in
-    them (handing records over cost 16 s here and 18 s there before). A pool pays only
-    with a CPU to spare: on those busy CPUs it took 43 s against 32 s alone.
+    ledger's rows, the re-derivation) is handed over as plain records. Measured on 50,000
+    records of ``bench/audit_replay.py`` on two CPUs: alone, 19 s of CPU; with two worker
+    processes, 3.4 s here and 18.5 s in them (16 s here and 18 s there when records and
+    ledger rows were handed over), yet 24.8 s against 23.5 s alone with the CPUs nearly
+    idle (load average 1.8) and 43 s against 32 s with them busy: on two CPUs it stays
+    alone, from three on every CPU but one gets a worker process.
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if cpus is None or cpus < MIN_CPUS or records < POOL_FROM_RECORDS:
         return 0
-    return min(cpus, MAX_PROCESSES)
+    return min(cpus - 1, MAX_PROCESSES)
 
 
 @dataclass(frozen=True, slots=True)
