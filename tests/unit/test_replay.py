@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from certrecon.errors import InputError
 from certrecon.replay.calendars import CalendarHistory
 from certrecon.replay.check import Context, Published, check_record, peek_certification_id
 from certrecon.replay.model import CalendarEvent, Discrepancy, Kind, Rules, Timeliness
+from certrecon.replay.pool import MAX_PROCESSES, POOL_FROM_RECORDS, processes_for
 from certrecon.replay.report import ReportWriter, check_manifest
 from certrecon.replay.window import Window, parse_instant
 from certrecon.settings import Settings
@@ -160,3 +162,23 @@ def test_report_files_and_their_manifest(tmp_path: Path) -> None:
     assert check_manifest(tmp_path / "r") == ["items.jsonl"]
     with pytest.raises(InputError, match="never overwritten"), ReportWriter(tmp_path / "r"):
         pass
+
+
+@pytest.mark.parametrize(
+    ("records", "cpus", "expected"),
+    [
+        (100_000, 1, 0),
+        (100_000, 2, 3),
+        (100_000, 4, 5),
+        (100_000, 64, MAX_PROCESSES),
+        (POOL_FROM_RECORDS - 1, 8, 0),
+        (100_000, None, None),
+    ],
+)
+def test_a_pool_has_one_process_more_than_cpus_from_two_on(
+    records: int, cpus: int | None, expected: int | None
+) -> None:
+    if cpus is None:  # this machine: the same rule over the CPUs it may run on
+        here = len(os.sched_getaffinity(0))
+        expected = 0 if here < 2 else min(here + 1, MAX_PROCESSES)
+    assert processes_for(records, cpus) == expected

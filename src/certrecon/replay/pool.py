@@ -54,7 +54,7 @@ from certrecon.transport import Secret
 from certrecon.worker.pipeline import Inbound, PipelineConfig
 
 MAX_PROCESSES = 8
-MIN_CPUS = 3
+MIN_CPUS = 2
 POOL_FROM_RECORDS = 20_000
 """Below this many records to read, starting processes costs more than it saves."""
 
@@ -129,21 +129,22 @@ def check_chunk(
     return ChunkChecked(counts, versions, opened, timeliness_lines(rows) if rows else "")
 
 
-def processes_for(records: int) -> int:
-    """How many processes check a window of ``records`` (0: this one alone).
+def processes_for(records: int, cpus: int | None = None) -> int:
+    """How many processes check a window of ``records`` (0: this one alone), on ``cpus``
+    (default: the CPUs this process may run on).
 
     This process reads the topics and concludes the output topics' checks; the rest (the
-    ledger's rows, the re-derivation) is handed over as plain records. Measured on 50,000
-    records of ``bench/audit_replay.py`` on two CPUs: alone, 19 s of CPU; with two worker
-    processes, 3.4 s here and 18.5 s in them (16 s here and 18 s there when records and
-    ledger rows were handed over), yet 24.8 s against 23.5 s alone with the CPUs nearly
-    idle (load average 1.8) and 43 s against 32 s with them busy: on two CPUs it stays
-    alone, from three on every CPU but one gets a worker process.
+    ledger's rows, the re-derivation) is handed over as plain records. A worker process
+    waits on PostgreSQL for its chunk's ledger rows for part of its time, so there is one
+    more of them than CPUs. Measured on two CPUs with nothing else running,
+    ``bench/audit_replay.py`` (100,000 records): alone 2,430–2,865 records/s, one worker
+    process 2,852–2,902/s, two 3,732/s, three 4,086/s.
     """
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if cpus is None or cpus < MIN_CPUS or records < POOL_FROM_RECORDS:
         return 0
-    return min(cpus - 1, MAX_PROCESSES)
+    return min(cpus + 1, MAX_PROCESSES)
 
 
 @dataclass(frozen=True, slots=True)
