@@ -1,18 +1,25 @@
-"""``certrecon evidence import``: whole files or nothing, repeats change nothing."""
+"""``certrecon evidence import``: whole files or nothing, repeats change nothing; recorded
+chunk by chunk, with the cycle projection merged once and equal to the ledger's.
+
+The in-process tests run twice: with the importer's chunks, and with one line per chunk,
+so that every repeat, conflict and projection case also spans chunks."""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from certrecon.errors import EvidenceImportError
+from certrecon.evidence import csvfile
 from certrecon.evidence.csvfile import HEADER
 from certrecon.evidence.model import is_evidence_id
-from certrecon.store.evidence import import_evidence_file
+from certrecon.store.evidence import copy_data, import_evidence_file
 from certrecon.synthetic import make_id_number
+from tests.integration.cycle_support import load, make_people, projection_mismatches
 from tests.integration.ledger_support import link_count
 from tests.integration.test_roster_import import _certrecon
 
@@ -35,12 +42,20 @@ GOOD = (
 )
 
 
+@pytest.fixture(params=[csvfile.BATCH_ROWS, 1], ids=["chunks", "line-by-line"])
+def chunk_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    rows = int(request.param)
+    monkeypatch.setattr(csvfile, "BATCH_ROWS", rows)
+    return rows
+
+
 async def _counts(conn: asyncpg.Connection) -> tuple[int, int]:
     evidence = await conn.fetchval("SELECT count(*) FROM comparison_evidence")
     items = await conn.fetchval("SELECT count(*) FROM evidence_review_item")
     return int(evidence), int(items)
 
 
+@pytest.mark.usefixtures("chunk_rows")
 async def test_a_file_is_recorded_with_review_items_for_death_and_prison(
     conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -60,6 +75,7 @@ async def test_a_file_is_recorded_with_review_items_for_death_and_prison(
     ]
 
 
+@pytest.mark.usefixtures("chunk_rows")
 async def test_importing_the_same_file_again_changes_nothing(
     conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -92,6 +108,7 @@ async def test_importing_the_same_file_again_changes_nothing(
     ],
     ids=["bad-date", "bad-kind", "future", "conflicting-repeat"],
 )
+@pytest.mark.usefixtures("chunk_rows")
 async def test_one_bad_row_rejects_the_whole_file(
     conn: asyncpg.Connection,
     tmp_path: Path,
@@ -106,6 +123,7 @@ async def test_one_bad_row_rejects_the_whole_file(
     assert await _counts(conn) == (0, 0)
 
 
+@pytest.mark.usefixtures("chunk_rows")
 async def test_a_row_contradicting_recorded_evidence_rejects_the_file(
     conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -182,3 +200,106 @@ async def test_cli_reports_line_numbers_without_personal_data(
     code, out, err = await _certrecon(fresh_database, tmp_path, "evidence", "import", str(good))
     assert code == 0, err
     assert "0 recorded, 4 already recorded" in out
+
+
+@pytest.mark.usefixtures("chunk_rows")
+async def test_the_cycle_projection_equals_the_ledger_after_an_import(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    # People with facts already recorded (proof of life among them), then a file adding
+    # proof of life for some (twice for a few, on one day from two sources), death,
+    # imprisonment with and without release, and an identical repeat of a line.
+    people = make_people(60, seed=12)
+    await load(conn, people)
+    day = dt.date(2026, 3, 1)
+    rows = []
+    for n, p in enumerate(people[:40]):
+        rows.append(f"P{n},proof_of_life,{p.id_number},{p.name},{day},transport:rail_travel")
+        if n % 4 == 0:
+            rows.append(f"P{n},proof_of_life,{p.id_number},{p.name},{day},health:outpatient")
+            rows.append(f"Q{n},proof_of_life,{p.id_number},{p.name},2026-05-02,health:outpatient")
+    for n, p in enumerate(people[40:46]):
+        rows.append(f"D{n},death,{p.id_number},{p.name},2026-02-0{n + 1},civil_affairs:cremation")
+    for n, p in enumerate(people[46:50]):
+        rows.append(f"J{n},imprisonment,{p.id_number},{p.name},2025-10-0{n + 1},justice:prison")
+        if n % 2 == 0:
+            rows.append(f"R{n},release,{p.id_number},{p.name},2026-04-0{n + 1},justice:release")
+    rows.append(rows[0])
+    summary = await import_evidence_file(conn, write(tmp_path / "feed.csv", *rows), today=TODAY)
+    assert (summary.rows, summary.inserted, summary.review_items) == (
+        len(rows),
+        len(rows) - 1,
+        10,
+    )
+    assert await projection_mismatches(conn) == []
+    # Nothing of the import's deferral is left for later writers of the same transaction
+    # or session: topic-style writes project at once again.
+    await conn.execute(
+        "INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name,"
+        " event_date, via, file_name, file_sha256, file_line)"
+        " VALUES ('s', 'E1', 'proof_of_life', $1, $2, '2026-05-20', 'file', 'f.csv', '\\x00', 2)",
+        people[50].id_number,
+        people[50].name,
+    )
+    assert await projection_mismatches(conn) == []
+
+
+_ONE_EVIDENCE = (
+    "INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name, event_date,"
+    " via, file_name, file_sha256, file_line)"
+    " VALUES ('s', 'E1', 'proof_of_life', $1, '王芳', '2026-05-20', 'file', 'f.csv', '\\x00', 2)"
+)
+_DEFER = "SELECT set_config('certrecon.evidence_import', pg_current_xact_id()::text, true)"
+
+
+async def test_a_deferred_projection_cannot_be_left_unmerged(conn: asyncpg.Connection) -> None:
+    transaction = conn.transaction()
+    await transaction.start()
+    await conn.execute(_DEFER)
+    await conn.execute(_ONE_EVIDENCE, P3)
+    with pytest.raises(asyncpg.RaiseError, match="deferred and never merged"):
+        await transaction.commit()
+    assert await _counts(conn) == (0, 0)
+
+
+async def test_the_deferred_merge_runs_once_and_only_when_deferred(
+    conn: asyncpg.Connection,
+) -> None:
+    with pytest.raises(asyncpg.RaiseError, match="defers no evidence projection"):
+        await conn.execute("SELECT cycle_on_evidence_import()")
+    async with conn.transaction():
+        await conn.execute(_DEFER)
+        await conn.execute(_ONE_EVIDENCE, P3)
+        assert await conn.fetchval("SELECT count(*) FROM cycle_person") == 0
+        assert await conn.fetchval("SELECT cycle_on_evidence_import()") == 1
+        with pytest.raises(asyncpg.RaiseError, match="defers no evidence projection"):
+            async with conn.transaction():
+                await conn.execute("SELECT cycle_on_evidence_import()")
+    assert await conn.fetchval("SELECT proof_days FROM cycle_person WHERE id_number = $1", P3) == [
+        dt.date(2026, 5, 20)
+    ]
+    assert await projection_mismatches(conn) == []
+
+
+async def test_copy_data_is_read_back_as_the_rows_it_encodes(conn: asyncpg.Connection) -> None:
+    rows = [
+        (2, "transport:rail_travel", "E1", "proof_of_life", P3, "王芳", dt.date(2026, 3, 15)),
+        (3, "health:outpatient", "E2", "death", P1, "张秀英", dt.date(2000, 1, 1)),
+        (2**40, "transport:rail_travel", "E3", "proof_of_life", P3, "王芳", dt.date(1999, 12, 31)),
+        (5, "s", "a" * 64, "release", P2, "Zoë O'Brien-李", dt.date(1900, 2, 28)),
+    ]
+    await conn.execute(
+        "CREATE TEMPORARY TABLE copied (line bigint, source text, evidence_id text, kind text,"
+        " id_number text, name text, event_date date)"
+    )
+    status = await conn.copy_to_table(
+        "copied",
+        source=io.BytesIO(copy_data(rows)),
+        columns=("line", "source", "evidence_id", "kind", "id_number", "name", "event_date"),
+        format="binary",
+    )
+    assert status == "COPY 4"
+    assert [tuple(r) for r in await conn.fetch("SELECT * FROM copied ORDER BY line")] == sorted(
+        rows
+    )
+    assert copy_data([]) == b"PGCOPY\n\xff\r\n\x00" + bytes(8) + b"\xff\xff"

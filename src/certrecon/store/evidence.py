@@ -7,10 +7,12 @@ refused (a file is rejected, a message is dead-lettered). Death and imprisonment
 also records a review item (逐人核实) in the same transaction; whether it is still open is
 derived from the verdicts and releases (:mod:`certrecon.store.cycle`).
 
-A file import is one transaction: the checked rows are streamed (binary COPY, in chunks)
-into a temporary table, repeats are looked for there, against the file itself and against
-the evidence already recorded, and only then are the new rows inserted; any problem
-anywhere rolls everything back, so a file is imported whole or not at all.
+A file import is one transaction. The checked rows are streamed (binary COPY) in chunks;
+the server records each chunk's new evidence while the next chunk is read and checked, and
+keeps every row in a temporary table. Repeats are then looked for there, against the file
+itself and against the evidence recorded before, and the cycle projection is merged once
+for the whole file. Any problem anywhere rolls everything back, so a file is imported whole
+or not at all.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Sequence
+import struct
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,7 @@ import asyncpg
 from certrecon.csvfile import ByteProgress, Problems
 from certrecon.domain import CST, CycleMode
 from certrecon.errors import EvidenceImportError
-from certrecon.evidence.csvfile import iter_staged_batches, raise_if_rejected
+from certrecon.evidence.csvfile import StagedRow, iter_staged_batches, raise_if_rejected
 from certrecon.evidence.model import ADVERSE_KINDS, Evidence, EvidenceKind
 from certrecon.reconcile.evidence import PersonEvidence, StaffVerdict, Verdict, person_evidence
 from certrecon.store.db import Conn
@@ -60,7 +63,16 @@ CREATE TEMPORARY TABLE IF NOT EXISTS evidence_import (
     event_date  date NOT NULL
 ) ON COMMIT DROP
 """
+_CHUNK = """
+CREATE TEMPORARY TABLE IF NOT EXISTS evidence_chunk (LIKE evidence_import) ON COMMIT DROP
+"""
 _STAGING_COLUMNS = ("line", "source", "evidence_id", "kind", "id_number", "name", "event_date")
+# The chunk joins the file's rows; the next chunk is copied into an empty table.
+_KEEP_CHUNK = "INSERT INTO evidence_import SELECT * FROM evidence_chunk; TRUNCATE evidence_chunk"
+# This transaction records evidence with the cycle projection deferred (sql/0011).
+_DEFER_PROJECTION = (
+    "SELECT set_config('certrecon.evidence_import', pg_current_xact_id()::text, true)"
+)
 
 # Whether any (source, evidence_id) is on more than one line (one hash aggregate).
 _FILE_REPEATS = """
@@ -78,44 +90,42 @@ WHERE (kind, id_number, name, event_date) IS DISTINCT FROM first_content
 ORDER BY line
 LIMIT $1
 """
-# A line repeating evidence already recorded, with other content.
+# A line repeating evidence recorded before this import, with other content (a line
+# contradicting an earlier line of the file, recorded by this import, is a file conflict).
 _RECORDED_CONFLICTS = """
 SELECT i.line, count(*) OVER () AS total
 FROM evidence_import i
 JOIN comparison_evidence e ON e.source = i.source AND e.evidence_id = i.evidence_id
 WHERE (e.kind, e.id_number, e.name, e.event_date)
       IS DISTINCT FROM (i.kind, i.id_number, i.name, i.event_date)
+  AND NOT (e.id > $2 AND e.via = 'file' AND e.file_sha256 = $3)
 ORDER BY i.line
 LIMIT $1
 """
-# The new evidence, in the order of its identity (the unique index is filled in order),
-# sorted by the bytes (COLLATE "C"): the same order as the index's where the database's
-# collation is C.UTF-8, at a fraction of the cost of comparing through the libc collation.
-# No ON CONFLICT: the rows were checked against the ledger just before, under the import
-# lock, and a row the worker records meanwhile makes the statement fail, to be checked again.
-_NEW = """
-SELECT source, evidence_id, kind, id_number, name, event_date, 'file', $1, $2, line
-FROM evidence_import i
-WHERE NOT EXISTS (SELECT FROM comparison_evidence e
-                  WHERE e.source = i.source AND e.evidence_id = i.evidence_id)
-ORDER BY source COLLATE "C", evidence_id COLLATE "C"
-"""
-# The same when a line repeats another: the first line of each identity.
-_NEW_FIRST = """
-SELECT DISTINCT ON (source COLLATE "C", evidence_id COLLATE "C")
-       source, evidence_id, kind, id_number, name, event_date, 'file', $1, $2, line
-FROM evidence_import i
-WHERE NOT EXISTS (SELECT FROM comparison_evidence e
-                  WHERE e.source = i.source AND e.evidence_id = i.evidence_id)
-ORDER BY source COLLATE "C", evidence_id COLLATE "C", line
-"""
-# The new evidence recorded with the review items of its death and imprisonment evidence, in
-# one statement: the items come from the rows inserted, not from looking them up again.
-_RECORD = """
+# A chunk's new evidence recorded with the review items of its death and imprisonment
+# evidence, in one statement: the items come from the rows inserted. New means neither
+# recorded before (by this import's earlier chunks too) nor on an earlier line of the chunk;
+# each identity is looked up in the unique index (LATERAL ... LIMIT 1), so a chunk costs the
+# same however much evidence is recorded. Rows go in the order of the person index (random
+# in a file, unlike the identities, which mostly follow the lines), comparing bytes. No ON
+# CONFLICT: a row the worker records meanwhile makes the statement fail, and the chunk is
+# tried again.
+_RECORD_CHUNK = """
 WITH new AS (
     INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name, event_date,
                                      via, file_name, file_sha256, file_line)
-    {new}
+    SELECT * FROM (
+        SELECT DISTINCT ON (c.source COLLATE "C", c.evidence_id COLLATE "C")
+               c.source, c.evidence_id, c.kind, c.id_number, c.name, c.event_date, 'file', $1::text,
+               $2::bytea, c.line
+        FROM evidence_chunk c
+        LEFT JOIN LATERAL (SELECT true AS known FROM comparison_evidence e
+                           WHERE e.source = c.source AND e.evidence_id = c.evidence_id
+                           LIMIT 1) r ON true
+        WHERE r.known IS NULL
+        ORDER BY c.source COLLATE "C", c.evidence_id COLLATE "C", c.line
+    ) first
+    ORDER BY id_number COLLATE "C", kind COLLATE "C", event_date
     RETURNING id, kind, id_number
 ),
 items AS (
@@ -125,8 +135,6 @@ items AS (
 )
 SELECT (SELECT count(*) FROM new) AS inserted, (SELECT count(*) FROM items) AS items
 """
-_RECORD_NEW = _RECORD.format(new=_NEW)
-_RECORD_FIRST = _RECORD.format(new=_NEW_FIRST)
 # Proof of life this import recorded for people whose roster status is or was suspended (the
 # roster's current status is checked with the rules, in resume_actions).
 _PROOF_BASES = """
@@ -222,7 +230,11 @@ async def import_evidence_file(
             # The repeat checks hash or sort the whole file: in memory, not in temporary files.
             await conn.execute("SET LOCAL work_mem = '256MB'")
             await conn.execute(_STAGING)
-            await conn.execute("TRUNCATE evidence_import")
+            await conn.execute(_CHUNK)
+            await conn.execute("TRUNCATE evidence_import, evidence_chunk")
+            before = await conn.fetchval("SELECT COALESCE(max(id), 0) FROM comparison_evidence")
+            await conn.execute(_DEFER_PROJECTION)
+            recorder = _ChunkRecorder(conn, path.name, sha, problems)
             rows = await _stage(
                 conn,
                 path,
@@ -230,26 +242,116 @@ async def import_evidence_file(
                 problems=problems,
                 progress=progress,
                 rows_copied=rows_copied,
+                recorder=recorder,
             )
             await conn.execute("ANALYZE evidence_import")
             repeats = bool(await conn.fetchval(_FILE_REPEATS))
-            before = await conn.fetchval("SELECT COALESCE(max(id), 0) FROM comparison_evidence")
-            inserted, items = await _insert_new(
-                conn, path.name, sha, repeats=repeats, problems=problems, source=source
-            )
+            await _conflicts(conn, problems, repeats, before=before, sha=sha)
+            raise_if_rejected(problems, source)
+            await conn.execute("SELECT cycle_on_evidence_import()")
             actions = 0
             if resumes is not None:
                 found = await conn.fetch(_PROOF_BASES, before)
                 bases = [(r["id_number"], r["event_date"]) for r in found]
                 actions = await resumes.publish(conn, bases)
-            await conn.execute("DROP TABLE evidence_import")
+            await conn.execute("DROP TABLE evidence_import, evidence_chunk")
     except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
         raise EvidenceImportError(
             f"{source}: the database refused the evidence ({exc.sqlstate}): {exc.message}; "
             "nothing was imported",
             [],
         ) from exc
-    return EvidenceImportSummary(rows, inserted, items, actions)
+    return EvidenceImportSummary(rows, recorder.inserted, recorder.items, actions)
+
+
+class _ChunkRecorder:
+    """Records each staged chunk's new evidence (:data:`_RECORD_CHUNK`) until a problem is
+    found; from then on the file is going to be rejected, and chunks are only kept for the
+    checks that name every problem."""
+
+    def __init__(self, conn: Conn, file_name: str, sha: bytes, problems: Problems) -> None:
+        self._conn = conn
+        self._file_name = file_name
+        self._sha = sha
+        self._problems = problems
+        self.inserted = 0
+        self.items = 0
+
+    async def record(self) -> None:
+        """Record the chunk in ``evidence_chunk``, then move it to ``evidence_import``."""
+        if not self._problems:
+            for attempt in range(1, _INSERT_ATTEMPTS + 1):
+                try:
+                    async with self._conn.transaction():
+                        recorded = await self._conn.fetchrow(
+                            _RECORD_CHUNK, self._file_name, self._sha, list(ADVERSE)
+                        )
+                except asyncpg.UniqueViolationError:
+                    # The worker recorded some of this evidence from the topic meanwhile:
+                    # the chunk is tried again without it, and whether it was the same is
+                    # checked with the whole file.
+                    if attempt == _INSERT_ATTEMPTS:
+                        raise
+                    continue
+                assert recorded is not None
+                self.inserted += int(recorded["inserted"])
+                self.items += int(recorded["items"])
+                break
+        await self._conn.execute(_KEEP_CHUNK)
+
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, no flags, no extension
+_COPY_TRAILER = b"\xff\xff"
+_ROW_START = struct.Struct("!hiq")  # field count; the line's length and value (bigint)
+_TEXT_LENGTH = struct.Struct("!i")
+_DATE = struct.Struct("!ii")  # length 4, days since 2000-01-01
+_PG_EPOCH = dt.date(2000, 1, 1).toordinal()
+
+
+def copy_data(rows: Sequence[StagedRow]) -> bytes:
+    """``rows`` in PostgreSQL's binary COPY format, for the staging tables' columns.
+
+    Encoded with the row checks, in their thread, so that the connection's own thread only
+    sends bytes: a chunk's COPY no longer waits for the interpreter while the next chunk is
+    checked. Sources, kinds, people and dates repeat from row to row; each is encoded once
+    per chunk.
+    """
+    known: dict[str, bytes] = {}
+    days: dict[dt.date, bytes] = {}
+    parts = [_COPY_HEADER]
+    append = parts.append
+    row_start = _ROW_START.pack
+    text_length = _TEXT_LENGTH.pack
+    fields = len(_STAGING_COLUMNS)
+    for line, source, evidence_id, kind, id_number, name, day in rows:
+        append(row_start(fields, 8, line))
+        for text in (source, evidence_id, kind, id_number, name):
+            cell = known.get(text)
+            if cell is None:
+                encoded = text.encode()
+                cell = text_length(len(encoded)) + encoded
+                if text is not evidence_id:  # the one cell that never repeats
+                    known[text] = cell
+            append(cell)
+        cell = days.get(day)
+        if cell is None:
+            cell = days[day] = _DATE.pack(4, day.toordinal() - _PG_EPOCH)
+        append(cell)
+    append(_COPY_TRAILER)
+    return b"".join(parts)
+
+
+def _next_chunk(batches: Iterator[list[StagedRow]]) -> tuple[int, bytes] | None:
+    """The next batch's row count and COPY data (None after the last batch)."""
+    batch = next(batches, None)
+    if batch is None:
+        return None
+    return len(batch), copy_data(batch) if batch else b""
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    # Bytes given as such would be taken for a file name.
+    yield data
 
 
 async def _stage(
@@ -260,12 +362,14 @@ async def _stage(
     problems: Problems,
     progress: ByteProgress | None,
     rows_copied: Callable[[int], None] | None,
+    recorder: _ChunkRecorder,
 ) -> int:
-    """Copy the file's checked rows into the staging table; how many.
+    """Copy the file's checked rows chunk by chunk, each recorded before the next is
+    copied; how many rows.
 
-    The next batch is read and checked in a thread while the server takes in the one before
-    (the connection's COPY releases the interpreter while it waits for the socket), so the
-    two overlap instead of taking turns.
+    The next batch is read and checked in a thread while the server records the one before
+    (the connection releases the interpreter while it waits for the socket), so the two
+    overlap instead of taking turns.
     """
     loop = asyncio.get_running_loop()
     batches = iter_staged_batches(path, today=today, problems=problems, progress=progress)
@@ -274,17 +378,22 @@ async def _stage(
         contextlib.closing(batches),
         ThreadPoolExecutor(1, thread_name_prefix="evidence-check") as checker,
     ):
-        following = loop.run_in_executor(checker, next, batches, None)
+        following = loop.run_in_executor(checker, _next_chunk, batches)
         try:
-            while (batch := await following) is not None:
-                following = loop.run_in_executor(checker, next, batches, None)
-                if not batch:
+            while (chunk := await following) is not None:
+                following = loop.run_in_executor(checker, _next_chunk, batches)
+                rows, data = chunk
+                if not rows:
                     continue
                 copied += _affected(
-                    await conn.copy_records_to_table(
-                        "evidence_import", records=batch, columns=_STAGING_COLUMNS
+                    await conn.copy_to_table(
+                        "evidence_chunk",
+                        source=_once(data),
+                        columns=_STAGING_COLUMNS,
+                        format="binary",
                     )
                 )
+                await recorder.record()
                 if rows_copied is not None:
                     rows_copied(copied)
         finally:
@@ -294,37 +403,9 @@ async def _stage(
     return copied
 
 
-async def _insert_new(
-    conn: Conn,
-    file_name: str,
-    sha: bytes,
-    *,
-    repeats: bool,
-    problems: Problems,
-    source: str,
-) -> tuple[int, int]:
-    """Record the staged evidence not recorded yet, with its review items; raise when a line
-    contradicts another or the ledger. Returns (evidence recorded, review items opened)."""
-    for attempt in range(1, _INSERT_ATTEMPTS + 1):
-        await _conflicts(conn, problems, repeats)
-        raise_if_rejected(problems, source)
-        try:
-            async with conn.transaction():
-                recorded = await conn.fetchrow(
-                    _RECORD_FIRST if repeats else _RECORD_NEW, file_name, sha, list(ADVERSE)
-                )
-        except asyncpg.UniqueViolationError:
-            # The worker recorded some of this evidence from the topic meanwhile: was it
-            # the same? Checked again against the ledger as it is now.
-            if attempt == _INSERT_ATTEMPTS:
-                raise
-            continue
-        assert recorded is not None
-        return int(recorded["inserted"]), int(recorded["items"])
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def _conflicts(conn: Conn, problems: Problems, repeats: bool) -> None:
+async def _conflicts(
+    conn: Conn, problems: Problems, repeats: bool, *, before: int, sha: bytes
+) -> None:
     room = max(problems.room(), 1)
     if repeats:
         found = await conn.fetch(_FILE_CONFLICTS, room)
@@ -335,7 +416,7 @@ async def _conflicts(conn: Conn, problems: Problems, repeats: bool) -> None:
             )
         if found:
             problems.count_only(int(found[0]["total"]) - len(found))
-    recorded = await conn.fetch(_RECORDED_CONFLICTS, room)
+    recorded = await conn.fetch(_RECORDED_CONFLICTS, room, before, sha)
     for r in recorded:
         problems.add(r["line"], "evidence_id of this source is already recorded with other content")
     if recorded:
