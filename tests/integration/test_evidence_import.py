@@ -65,7 +65,7 @@ async def test_a_file_is_recorded_with_review_items_for_death_and_prison(
     rows = await conn.fetch(
         "SELECT e.evidence_id, e.kind, e.file_line, e.via, i.evidence_ref IS NOT NULL AS item"
         " FROM comparison_evidence e"
-        " LEFT JOIN evidence_review_item i ON i.evidence_ref = e.id ORDER BY e.file_line"
+        " LEFT JOIN evidence_review_item i ON i.evidence_ref = e.id ORDER BY e.id"
     )
     assert [tuple(r) for r in rows] == [
         ("D1", "death", 2, "file", True),
@@ -231,6 +231,14 @@ async def test_the_cycle_projection_equals_the_ledger_after_an_import(
         len(rows) - 1,
         10,
     )
+    # Of identical lines, the first is the one recorded.
+    assert (
+        await conn.fetchval(
+            "SELECT file_line FROM comparison_evidence WHERE evidence_id = 'P0'"
+            " AND source = 'transport:rail_travel'"
+        )
+        == 2
+    )
     assert await projection_mismatches(conn) == []
     # Nothing of the import's deferral is left for later writers of the same transaction
     # or session: topic-style writes project at once again.
@@ -303,3 +311,18 @@ async def test_copy_data_is_read_back_as_the_rows_it_encodes(conn: asyncpg.Conne
         rows
     )
     assert copy_data([]) == b"PGCOPY\n\xff\r\n\x00" + bytes(8) + b"\xff\xff"
+
+
+@pytest.mark.usefixtures("chunk_rows")
+async def test_a_line_contradicting_an_earlier_line_is_named_once(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    # The earlier line may already be recorded by an earlier chunk: that is this file's own
+    # evidence, not evidence recorded before it.
+    changed = f"L1,proof_of_life,{P3},王芳,2026-03-16,transport:rail_travel"
+    with pytest.raises(EvidenceImportError) as caught:
+        await import_evidence_file(conn, write(tmp_path / "f.csv", *GOOD, changed), today=TODAY)
+    assert caught.value.problems == [
+        (6, "evidence_id repeats line 4 of the same source with other content")
+    ]
+    assert await _counts(conn) == (0, 0)

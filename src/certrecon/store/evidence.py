@@ -103,29 +103,19 @@ ORDER BY i.line
 LIMIT $1
 """
 # A chunk's new evidence recorded with the review items of its death and imprisonment
-# evidence, in one statement: the items come from the rows inserted. New means neither
-# recorded before (by this import's earlier chunks too) nor on an earlier line of the chunk;
-# each identity is looked up in the unique index (LATERAL ... LIMIT 1), so a chunk costs the
-# same however much evidence is recorded. Rows go in the order of the person index (random
-# in a file, unlike the identities, which mostly follow the lines), comparing bytes. No ON
-# CONFLICT: a row the worker records meanwhile makes the statement fail, and the chunk is
-# tried again.
+# evidence, in one statement: the items come from the rows inserted. A line whose identity
+# is recorded already (before this import, by an earlier chunk or line, or by the worker
+# meanwhile) is left out by the unique index itself, with no look-up of its own; whether it
+# said the same is checked with the whole file before commit. Rows go in the order of their
+# lines: the first of identical lines is the one recorded, and evidence ids follow the file.
 _RECORD_CHUNK = """
 WITH new AS (
     INSERT INTO comparison_evidence (source, evidence_id, kind, id_number, name, event_date,
                                      via, file_name, file_sha256, file_line)
-    SELECT * FROM (
-        SELECT DISTINCT ON (c.source COLLATE "C", c.evidence_id COLLATE "C")
-               c.source, c.evidence_id, c.kind, c.id_number, c.name, c.event_date, 'file', $1::text,
-               $2::bytea, c.line
-        FROM evidence_chunk c
-        LEFT JOIN LATERAL (SELECT true AS known FROM comparison_evidence e
-                           WHERE e.source = c.source AND e.evidence_id = c.evidence_id
-                           LIMIT 1) r ON true
-        WHERE r.known IS NULL
-        ORDER BY c.source COLLATE "C", c.evidence_id COLLATE "C", c.line
-    ) first
-    ORDER BY id_number COLLATE "C", kind COLLATE "C", event_date
+    SELECT source, evidence_id, kind, id_number, name, event_date, 'file', $1, $2, line
+    FROM evidence_chunk
+    ORDER BY line
+    ON CONFLICT (source, evidence_id) DO NOTHING
     RETURNING id, kind, id_number
 ),
 items AS (
@@ -145,7 +135,6 @@ WHERE i.kind = 'proof_of_life' AND e.id > $1 AND e.via = 'file'
   AND i.id_number IN (SELECT id_number FROM roster_version WHERE status = 'suspended')
 ORDER BY i.event_date, i.id_number
 """
-_INSERT_ATTEMPTS = 3
 # Evidence imports run one after the other (an arbitrary constant shared by every process).
 _IMPORT_LOCK = 0x6365_7274_6576_6964
 
@@ -280,23 +269,12 @@ class _ChunkRecorder:
     async def record(self) -> None:
         """Record the chunk in ``evidence_chunk``, then move it to ``evidence_import``."""
         if not self._problems:
-            for attempt in range(1, _INSERT_ATTEMPTS + 1):
-                try:
-                    async with self._conn.transaction():
-                        recorded = await self._conn.fetchrow(
-                            _RECORD_CHUNK, self._file_name, self._sha, list(ADVERSE)
-                        )
-                except asyncpg.UniqueViolationError:
-                    # The worker recorded some of this evidence from the topic meanwhile:
-                    # the chunk is tried again without it, and whether it was the same is
-                    # checked with the whole file.
-                    if attempt == _INSERT_ATTEMPTS:
-                        raise
-                    continue
-                assert recorded is not None
-                self.inserted += int(recorded["inserted"])
-                self.items += int(recorded["items"])
-                break
+            recorded = await self._conn.fetchrow(
+                _RECORD_CHUNK, self._file_name, self._sha, list(ADVERSE)
+            )
+            assert recorded is not None
+            self.inserted += int(recorded["inserted"])
+            self.items += int(recorded["items"])
         await self._conn.execute(_KEEP_CHUNK)
 
 
@@ -381,21 +359,23 @@ async def _stage(
         following = loop.run_in_executor(checker, _next_chunk, batches)
         try:
             while (chunk := await following) is not None:
-                following = loop.run_in_executor(checker, _next_chunk, batches)
                 rows, data = chunk
-                if not rows:
-                    continue
-                copied += _affected(
-                    await conn.copy_to_table(
-                        "evidence_chunk",
-                        source=_once(data),
-                        columns=_STAGING_COLUMNS,
-                        format="binary",
+                if rows:
+                    copied += _affected(
+                        await conn.copy_to_table(
+                            "evidence_chunk",
+                            source=_once(data),
+                            columns=_STAGING_COLUMNS,
+                            format="binary",
+                        )
                     )
-                )
-                await recorder.record()
-                if rows_copied is not None:
-                    rows_copied(copied)
+                # Only now: checking holds the interpreter, and the COPY, sent in pieces as
+                # the socket drains, would wait for it at every piece.
+                following = loop.run_in_executor(checker, _next_chunk, batches)
+                if rows:
+                    await recorder.record()
+                    if rows_copied is not None:
+                        rows_copied(copied)
         finally:
             # A failed COPY leaves the next batch's check running: the pool waits for it on
             # the way out, and nobody is left to read what it returns or raises.
