@@ -97,6 +97,14 @@ async def _record_of(bootstrap: str, topic: str, value: bytes) -> Inbound:
     raise AssertionError("record not found")
 
 
+async def _drop_role(pg_server: str, name: str) -> None:
+    admin = await asyncpg.connect(pg_server)
+    try:
+        await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+    finally:
+        await admin.close()
+
+
 @pytest_asyncio.fixture(scope="module")
 async def scenario(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Scenario]:
     template = await _ensure_template(pg_server)
@@ -107,11 +115,7 @@ async def scenario(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Scenar
             yield await _build(dsn, dsn_as(dsn, auditor_name), kafka_bootstrap, owner)
         finally:
             await owner.close()
-            admin = await asyncpg.connect(pg_server)
-            try:
-                await admin.execute(f'DROP ROLE IF EXISTS "{auditor_name}"')
-            finally:
-                await admin.close()
+            await _drop_role(pg_server, auditor_name)
 
 
 async def _build(dsn: str, auditor: str, bootstrap: str, owner: asyncpg.Connection) -> Scenario:
@@ -437,11 +441,7 @@ async def test_worker_processes_read_the_ledger_in_the_replays_snapshot(
     finally:
         await replay_conn.close()
         await owner.close()
-        admin = await asyncpg.connect(pg_server)
-        try:
-            await admin.execute(f'DROP ROLE IF EXISTS "{auditor_name}"')
-        finally:
-            await admin.close()
+        await _drop_role(pg_server, auditor_name)
 
 
 async def test_a_window_the_broker_no_longer_holds_is_truncated(
