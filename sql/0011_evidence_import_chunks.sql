@@ -11,28 +11,15 @@ LANGUAGE sql STABLE
 RETURN COALESCE(current_setting('certrecon.evidence_import', true)
                 = pg_current_xact_id()::text, false);
 
--- cycle_on_evidence as 0010 defined it, doing nothing for a deferring import.
-CREATE OR REPLACE FUNCTION cycle_on_evidence() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
-DECLARE
-    adverse text[];
-BEGIN
-    IF cycle_evidence_deferred() THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO cycle_person AS p (id_number, proof_days)
-    SELECT id_number COLLATE "C", array_agg(event_date ORDER BY event_date)
-    FROM new_rows WHERE kind = 'proof_of_life'
-    GROUP BY id_number COLLATE "C" ORDER BY id_number COLLATE "C"
-    ON CONFLICT (id_number) DO UPDATE
-    SET proof_days = cycle_days_merge(p.proof_days, EXCLUDED.proof_days);
-    SELECT array_agg(DISTINCT id_number COLLATE "C") INTO adverse
-    FROM new_rows WHERE kind IN ('death', 'imprisonment', 'release');
-    IF adverse IS NOT NULL THEN
-        PERFORM cycle_person_refresh_findings(adverse);
-    END IF;
-    RETURN NULL;
-END $$;
+-- The projection's trigger on comparison_evidence as 0009 created it, silent for a
+-- deferring import (a statement trigger's WHEN runs before its function, once per
+-- statement).
+DROP TRIGGER cycle_person ON comparison_evidence;
+CREATE TRIGGER cycle_person AFTER INSERT ON comparison_evidence
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    WHEN (NOT cycle_evidence_deferred())
+    EXECUTE FUNCTION cycle_on_evidence();
+ALTER TABLE comparison_evidence ENABLE ALWAYS TRIGGER cycle_person;
 
 -- The deferred projection of a deferring import, once: what cycle_on_evidence does for one
 -- statement's rows, for every comparison_evidence row this transaction inserted. Those rows
