@@ -55,13 +55,17 @@ async def _counts(conn: asyncpg.Connection) -> tuple[int, int]:
     return int(evidence), int(items)
 
 
-@pytest.mark.usefixtures("chunk_rows")
 async def test_a_file_is_recorded_with_review_items_for_death_and_prison(
-    conn: asyncpg.Connection, tmp_path: Path
+    conn: asyncpg.Connection, tmp_path: Path, chunk_rows: int
 ) -> None:
     path = write(tmp_path / "feed.csv", *GOOD)
     summary = await import_evidence_file(conn, path, today=TODAY)
     assert (summary.rows, summary.inserted, summary.review_items) == (4, 4, 2)
+    # One statement per chunk, each with its ledger entry: the chunks really were chunks.
+    statements = await conn.fetchval(
+        "SELECT count(*) FROM ledger_entry WHERE table_name = 'comparison_evidence'"
+    )
+    assert statements == (4 if chunk_rows == 1 else 1)
     rows = await conn.fetch(
         "SELECT e.evidence_id, e.kind, e.file_line, e.via, i.evidence_ref IS NOT NULL AS item"
         " FROM comparison_evidence e"

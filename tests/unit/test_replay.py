@@ -14,9 +14,9 @@ from certrecon.calendar import default_calendar
 from certrecon.domain import CST, Channel
 from certrecon.errors import InputError
 from certrecon.replay.calendars import CalendarHistory
-from certrecon.replay.check import Context, Published, check_record, peek_certification_id
+from certrecon.replay.check import Basis, Published, conclude, peek_certification_id
 from certrecon.replay.model import CalendarEvent, Discrepancy, Kind, Rules, Timeliness
-from certrecon.replay.pool import MAX_PROCESSES, POOL_FROM_RECORDS, processes_for
+from certrecon.replay.pool import MAX_PROCESSES, POOL_FROM_RECORDS, check_chunk, processes_for
 from certrecon.replay.report import ReportWriter, check_manifest
 from certrecon.replay.window import Window, parse_instant
 from certrecon.settings import Settings
@@ -112,38 +112,38 @@ def test_the_worker_validates_against_the_instant_it_records() -> None:
         assert any("certified_at" in e for e in outcome.letter.errors)
 
 
-def _context(letters: Published) -> Context:
+def _check(record: Inbound, letters: Published) -> tuple[list[Discrepancy], dict[str, int]]:
+    """One record the ledger lacks, checked as the replay checks a chunk and concludes it."""
     calendar = default_calendar()
-    return Context(
-        config=CONFIG,
-        rules=Rules.RECORDED,
-        now=T,
-        calendar_at=lambda _: calendar,
-        current_calendar=calendar,
-        results=Published(),
-        dead_letters=letters,
-    )
+    on = Basis(CONFIG, Rules.RECORDED, T, lambda _: calendar, calendar)
+    cids = [peek_certification_id(record.value)]
+    chunk = check_chunk([record], cids, ({}, None), on, timeliness=False)
+    items: list[Discrepancy] = []
+    for opened in chunk.open:
+        found, _ = conclude(opened, Published(), letters)
+        items.extend(found)
+    return items, chunk.counts
 
 
 def test_a_dead_letter_is_expected_on_its_topic() -> None:
     record = _record(b"{not json", offset=4)
     assert peek_certification_id(record.value) is None
-    missing = check_record(record, None, _context(Published()))
-    assert [d.kind for d in missing.items] == [Kind.MISSING_DEAD_LETTER]
-    assert (missing.items[0].topic, missing.items[0].offset) == (TOPIC, 4)
+    missing, _ = _check(record, Published())
+    assert [d.kind for d in missing] == [Kind.MISSING_DEAD_LETTER]
+    assert (missing[0].topic, missing[0].offset) == (TOPIC, 4)
     letters = Published()
     letters.add(f"{TOPIC}:0:4", 0, 1, T_MS, b"{}")
-    there = check_record(record, None, _context(letters))
-    assert there.items == []
-    assert there.counts == ["dead_letters_only"]
+    there, counts = _check(record, letters)
+    assert there == []
+    assert counts == {"dead_letters_only": 1}
 
 
 def test_a_certification_the_ledger_lacks() -> None:
     body = certification_message("M1", Channel.ESSC, PERSON, T - dt.timedelta(hours=1))
     record = _record(json.dumps(body).encode())
     assert peek_certification_id(record.value) == "M1"
-    checked = check_record(record, None, _context(Published()))
-    assert [(d.kind, d.certification_id) for d in checked.items] == [(Kind.MISSING_IN_LEDGER, "M1")]
+    checked, _ = _check(record, Published())
+    assert [(d.kind, d.certification_id) for d in checked] == [(Kind.MISSING_IN_LEDGER, "M1")]
 
 
 def test_report_files_and_their_manifest(tmp_path: Path) -> None:

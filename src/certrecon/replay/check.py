@@ -131,32 +131,6 @@ class Basis:
 
 
 @dataclass(frozen=True, slots=True)
-class Context:
-    """What every record of one replay is checked with."""
-
-    config: PipelineConfig
-    rules: Rules
-    now: dt.datetime
-    """The replay's instant: a deadline before it has passed."""
-    calendar_at: Callable[[dt.datetime], WorkingCalendar]
-    """The calendar as the ledger's override and publication events made it at an instant."""
-    current_calendar: WorkingCalendar
-    results: Published
-    dead_letters: Published
-
-    @property
-    def basis(self) -> Basis:
-        return Basis(self.config, self.rules, self.now, self.calendar_at, self.current_calendar)
-
-
-@dataclass(slots=True)
-class Checked:
-    items: list[Discrepancy] = field(default_factory=list)
-    timeliness: Timeliness | None = None
-    counts: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
 class Derivation:
     """What re-deriving one record gave, reduced to what the checks against the ledger and
     the output topics need (small: it may cross from a worker process)."""
@@ -173,28 +147,6 @@ class Derivation:
     """Validation, due date and decision differences from the ledger's row; only for the
     row recorded at this record's position with these very bytes."""
     counts: tuple[str, ...] = ()
-
-
-def check_record(
-    record: Inbound,
-    recorded: Recorded | None,
-    ctx: Context,
-    *,
-    current_roster: Mapping[str, tuple[int, RosterRecord]] | None = None,
-) -> Checked:
-    """Everything the contract asks of one inbound record in the window.
-
-    ``recorded`` is the ledger's row for the record's certification_id, if any;
-    ``current_roster`` (``--rules current``) maps ID numbers to today's roster version.
-    """
-    basis = ctx.basis
-    derived = derive(record, at_position(record, recorded), basis, current_roster)
-    assessed = assess(record, recorded, derived, basis)
-    out = Checked(timeliness=assessed.timeliness, counts=assessed.counts)
-    if assessed.open is not None:
-        out.items, awaiting = conclude(assessed.open, ctx.results, ctx.dead_letters)
-        out.counts.extend(["awaiting_publication"] * awaiting)
-    return out
 
 
 def at_position(record: Inbound, recorded: Recorded | None) -> Recorded | None:
