@@ -17,7 +17,7 @@ from certrecon.replay.calendars import CalendarHistory
 from certrecon.replay.check import Basis, Published, conclude, peek_certification_id
 from certrecon.replay.model import CalendarEvent, Discrepancy, Kind, Rules, Timeliness
 from certrecon.replay.pool import MAX_PROCESSES, POOL_FROM_RECORDS, check_chunk, processes_for
-from certrecon.replay.report import ReportWriter, check_manifest
+from certrecon.replay.report import ReportWriter, check_manifest, timeliness_lines
 from certrecon.replay.window import Window, parse_instant
 from certrecon.settings import Settings
 from certrecon.synthetic import certification_message, make_roster
@@ -151,13 +151,17 @@ def test_report_files_and_their_manifest(tmp_path: Path) -> None:
     row = Timeliness("C1", "essc", T.date(), T.date(), T, False, 2)
     with ReportWriter(tmp_path / "r") as writer:
         writer.item(item)
-        writer.timeliness(row)
+        writer.timeliness_text(timeliness_lines([row.row()]))
         manifest = writer.finish({"clean": False}, {"window": {}})
     assert manifest is not None
     assert set(manifest["files"]) == {"summary.json", "items.jsonl", "timeliness.csv"}
     lines = (tmp_path / "r" / "items.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["kind"] == "late"
     assert check_manifest(tmp_path / "r") == []
+    assert (tmp_path / "r" / "timeliness.csv").read_text().splitlines() == [
+        "certification_id,channel,certified_on,due_date,returned_at,on_time,working_days_late",
+        f"C1,essc,{T.date()},{T.date()},{T.isoformat()},false,2",
+    ]
     (tmp_path / "r" / "items.jsonl").write_text("{}\n")
     assert check_manifest(tmp_path / "r") == ["items.jsonl"]
     with pytest.raises(InputError, match="never overwritten"), ReportWriter(tmp_path / "r"):

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from certrecon.errors import InputError
-from certrecon.replay.model import TIMELINESS_HEADER, Discrepancy, Tally, Timeliness
+from certrecon.replay.model import TIMELINESS_HEADER, Discrepancy, Tally
 
 SUMMARY = "summary.json"
 ITEMS = "items.jsonl"
@@ -96,9 +96,6 @@ class ReportWriter:
     @property
     def keeps_timeliness(self) -> bool:
         return self.directory is not None
-
-    def timeliness(self, t: Timeliness) -> None:
-        self.timeliness_text(timeliness_lines([t.row()]))
 
     def timeliness_text(self, lines: str) -> None:
         """Lines made by :func:`timeliness_lines`."""
